@@ -1,0 +1,52 @@
+/*
+ * buf - the one growable, binary-safe byte string of sendguard.
+ *
+ * A buf always keeps a NUL after its last byte, so buf_str() can be handed to
+ * C string functions when the content has no NUL of its own.  All growth goes
+ * through mymalloc: it never fails.  Use it for bytes of mail, keys, error
+ * reasons; never a fixed char[] with strcpy/sprintf.
+ */
+#ifndef SG_BUF_H
+#define SG_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "msg.h"
+
+struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+struct buf *buf_alloc(size_t cap);
+void buf_free(struct buf *b);
+void buf_init(struct buf *b, size_t cap); /* for a buf on the stack */
+void buf_release(struct buf *b);          /* counterpart of buf_init */
+void buf_reset(struct buf *b);
+void buf_reserve(struct buf *b, size_t more);
+void buf_truncate(struct buf *b, size_t len);
+void buf_append(struct buf *b, const void *data, size_t len);
+void buf_puts(struct buf *b, const char *str);
+void buf_putc(struct buf *b, int ch);
+void buf_printf(struct buf *b, const char *fmt, ...) SG_PRINTF(2, 3);
+void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+void buf_set(struct buf *b, const char *str);
+void buf_setf(struct buf *b, const char *fmt, ...) SG_PRINTF(2, 3);
+char *buf_steal(struct buf *b); /* take data, leave b empty */
+
+static inline const char *buf_str(const struct buf *b)
+{
+    return b->data;
+}
+
+static inline size_t buf_len(const struct buf *b)
+{
+    return b->len;
+}
+
+/* Fill an optional error reason; returns -1 so callers can "return err(...)". */
+int buf_error(struct buf *why, const char *fmt, ...) SG_PRINTF(2, 3);
+
+#endif
