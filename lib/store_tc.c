@@ -20,10 +20,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <link.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <tcutil.h>
 #include <tchdb.h>
@@ -44,6 +48,58 @@ struct store_db {
     char *hpath, *bpath;
     pthread_mutex_t lazy;
 };
+
+/*
+ * Debian's libtokyocabinet is built with TC's "micro yield" mode
+ * (_MYMICROYIELD, configure --enable-uyield, meant for shaking out races in
+ * TC's own tests): nearly every internal loop calls sched_yield() every 256
+ * steps, whether or not TC's mutexes are on.  Measured here, that is 70% of
+ * the time of walking 900,000 index keys (1.47 s against 0.42 s) and a
+ * third of a 1,000,000-row import (16.3 s against 11.3 s).  The yields carry
+ * no meaning (TC's locks are off: store.c does the locking), so this file
+ * defines sched_yield() for the process and swallows exactly the calls made
+ * from TC's own code: the caller's return address is checked against TC's
+ * executable segment, found once with dl_iterate_phdr().  Every other
+ * caller gets the real system call.
+ */
+static uintptr_t tc_text_lo, tc_text_hi;
+static pthread_once_t tc_text_once = PTHREAD_ONCE_INIT;
+
+/* tc_find_text - the executable segment of libtokyocabinet, if loaded */
+static int tc_find_text(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+    (void)size;
+    (void)ctx;
+    if (info->dlpi_name == NULL || strstr(info->dlpi_name, "libtokyocabinet") == NULL)
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+            tc_text_lo = info->dlpi_addr + ph->p_vaddr;
+            tc_text_hi = tc_text_lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void tc_text_init(void)
+{
+    dl_iterate_phdr(tc_find_text, NULL);
+}
+
+int sched_yield(void);
+
+/* sched_yield - the real one, except for TC's micro yields (see above) */
+int sched_yield(void)
+{
+    uintptr_t caller = (uintptr_t)__builtin_return_address(0);
+
+    if (caller >= tc_text_lo && caller < tc_text_hi)
+        return 0;
+    return (int)syscall(SYS_sched_yield);
+}
 
 /* tc_fail - report a TC error on a database */
 static int tc_fail(struct buf *why, const char *what, const char *path, int ecode)
@@ -79,6 +135,21 @@ static int tc_close(struct store_db *db, struct buf *why)
     return ok ? 0 : -1;
 }
 
+/*
+ * ix_cmp - byte order of index keys, the same order as TC's own
+ * tccmplexical.  Ours because Debian's TC build calls sched_yield() every
+ * 256 bytes its comparators look at: a third of a listing's time, measured.
+ * It must be set before every open of the file.
+ */
+static int ix_cmp(const char *a, int asiz, const char *b, int bsiz, void *op)
+{
+    int n = asiz < bsiz ? asiz : bsiz;
+    int rc = memcmp(a, b, (size_t)n);
+
+    (void)op;
+    return rc ? rc : asiz - bsiz;
+}
+
 /* tc_open_index - open the B+ tree; 0 or -1 */
 static int tc_open_index(struct store_db *db, struct buf *why)
 {
@@ -90,6 +161,7 @@ static int tc_open_index(struct store_db *db, struct buf *why)
     else
         bmode |= BDBOREADER;
     bdb = tcbdbnew();
+    tcbdbsetcmpfunc(bdb, ix_cmp, NULL);
     tcbdbtune(bdb, 256, 512, 65521, -1, -1, BDBTLARGE);
     tcbdbsetcache(bdb, db->writer ? 65536 : 8192, db->writer ? 8192 : 1024);
     tcbdbsetxmsiz(bdb, 64LL << 20);
@@ -121,6 +193,8 @@ static struct store_db *tc_open(const char *dir, int writer, int create, struct 
     struct store_db *db = mycalloc(1, sizeof(*db));
     struct buf path;
     int hmode = HDBONOLCK;
+
+    pthread_once(&tc_text_once, tc_text_init);
 
     buf_init(&path, 256);
     buf_setf(&path, "%s/%s", dir, TC_ENTRIES);
