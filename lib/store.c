@@ -2103,9 +2103,16 @@ int store_group_delete(struct store *st, const char *tenant, uint32_t id,
     ok = 1;
 out:
     buf_release(&k);
-    if (!ok) {
+    if (!ok)
         store_abort(st);
+    if (!ok || store_commit(st, why) < 0) {
+        /* the suppressions are gone (committed above); say so */
+        if (why)
+            buf_printf(why,
+                       "; the group's %lld suppressions were deleted but the group "
+                       "itself remains: delete it again",
+                       n);
         return -1;
     }
-    return store_commit(st, why) < 0 ? -1 : 1;
+    return 1;
 }

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "address.h"
 #include "cli.h"
 #include "mymalloc.h"
 
@@ -39,7 +40,8 @@ int cli_usage_error(struct cli *c, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     if (c->usage)
-        fprintf(stderr, "usage: sgadmin %s %s %s\n", c->noun, c->verb, c->usage);
+        fprintf(stderr, "usage: sgadmin %s%s%s %s\n", c->noun, c->verb[0] ? " " : "",
+                c->verb, c->usage);
     return EX_USAGE;
 }
 
@@ -96,6 +98,8 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
         }
         if (strcmp(a, "-c") == 0) {
             snprintf(name, sizeof(name), "config");
+        } else if (strcmp(a, "-v") == 0) {
+            snprintf(name, sizeof(name), "verbose");
         } else if (a[1] != '-') {
             myfree(out);
             return cli_usage_error(c, "unknown option %s", a);
@@ -143,27 +147,57 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
     return 0;
 }
 
+/* cli_entry - see cli.h */
+int cli_entry(const char *text)
+{
+    struct buf why, display, key;
+    enum address_kind kind;
+    int rc = 0;
+
+    buf_init(&why, 64);
+    buf_init(&display, 64);
+    buf_init(&key, 64);
+    if (address_parse_entry(text, &kind, &display, &key, &why) < 0)
+        rc = cli_fail(EX_DATAERR, "%s: %s", text, buf_str(&why));
+    buf_release(&why);
+    buf_release(&display);
+    buf_release(&key);
+    return rc;
+}
+
+/* cli_store_dir - see cli.h */
+const char *cli_store_dir(struct cli *c, int *status)
+{
+    struct buf why;
+
+    buf_init(&why, 128);
+    *status = 0;
+    if (c->conf == NULL && (c->conf = conf_load(c->conf_path, &why)) == NULL)
+        *status = cli_fail(EX_CONFIG, "%s", buf_str(&why));
+    else if (!conf_tenant_valid(c->tenant, &why))
+        *status = cli_fail(EX_USAGE, "bad --tenant: %s", buf_str(&why));
+    buf_release(&why);
+    if (*status)
+        return NULL;
+    return c->store_dir ? c->store_dir : conf_string(c->conf, "store.path");
+}
+
 /* cli_open - see cli.h */
 int cli_open(struct cli *c, int mode)
 {
     struct buf why;
     const char *dir;
+    int status;
 
+    if ((dir = cli_store_dir(c, &status)) == NULL)
+        return status;
     buf_init(&why, 128);
-    if (c->conf == NULL && (c->conf = conf_load(c->conf_path, &why)) == NULL) {
-        cli_fail(EX_CONFIG, "%s", buf_str(&why));
-        buf_release(&why);
-        return EX_CONFIG;
-    }
-    if (!conf_tenant_valid(c->tenant, &why)) {
-        cli_fail(EX_USAGE, "bad --tenant: %s", buf_str(&why));
-        buf_release(&why);
-        return EX_USAGE;
-    }
-    dir = c->store_dir ? c->store_dir : conf_string(c->conf, "store.path");
     if ((c->st = store_open(dir, mode, &why)) == NULL) {
-        int status = errno == EACCES ? EX_NOPERM : EX_UNAVAILABLE;
+        /* store_open does not promise errno: ask the file system */
+        int denied = (access(dir, R_OK | X_OK) < 0 && errno == EACCES) ||
+                     strstr(buf_str(&why), "Permission denied") != NULL;
 
+        status = denied ? EX_NOPERM : EX_UNAVAILABLE;
         cli_fail(status, "%s", buf_str(&why));
         buf_release(&why);
         return status;
@@ -193,8 +227,7 @@ int cli_number(struct cli *c, const char *name, const char *text, long long min,
     errno = 0;
     v = strtoll(text, &end, 10);
     if (errno || end == text || *end || v < min || v > max)
-        return cli_usage_error(c,
-                               "--%s must be a whole number from %lld to %lld, not '%s'",
+        return cli_usage_error(c, "%s must be a whole number from %lld to %lld, not '%s'",
                                name, min, max, text);
     *out = v;
     return 0;
@@ -224,7 +257,10 @@ int cli_time(struct cli *c, const char *name, const char *text, int64_t *out)
         }
     }
     return cli_usage_error(
-        c, "--%s must be unix seconds or YYYY-MM-DD[THH:MM:SS[Z]], not '%s'", name, text);
+        c,
+        "--%s must be unix seconds or YYYY-MM-DD[THH:MM:SS][Z] in UTC (a space may stand "
+        "for the T), not '%s'",
+        name, text);
 }
 
 /* cli_fmt_time - see cli.h */

@@ -59,6 +59,10 @@ int cli_usage_error(struct cli *c, const char *fmt, ...) SG_PRINTF(2, 3);
 /* cli_fail - an error line on stderr; returns status */
 int cli_fail(int status, const char *fmt, ...) SG_PRINTF(2, 3);
 
+/* cli_entry - is this a valid entry?  0, or EX_DATAERR after saying why */
+int cli_entry(const char *text);
+/* cli_store_dir - load the configuration; the store directory, or NULL */
+const char *cli_store_dir(struct cli *c, int *status);
 /* cli_open - load the configuration and open the store */
 int cli_open(struct cli *c, int mode);
 void cli_close(struct cli *c);

@@ -31,6 +31,7 @@ static int cmd_list(struct cli *c, int argc, char **argv)
     char **pos;
     int npos, rc;
     long long skipped = 0;
+    const char *dir;
     struct buf why, addr;
     json_t *rows;
 
@@ -41,7 +42,7 @@ static int cmd_list(struct cli *c, int argc, char **argv)
         return cli_usage_error(c, "unexpected argument");
     if ((since && (rc = cli_time(c, "since", since, &q.since)) != 0) ||
         (until && (rc = cli_time(c, "until", until, &q.until)) != 0) ||
-        (limit && (rc = cli_number(c, "limit", limit, 1, 1000000, &q.limit)) != 0))
+        (limit && (rc = cli_number(c, "--limit", limit, 1, 1000000, &q.limit)) != 0))
         return rc;
     buf_init(&why, 128);
     buf_init(&addr, 128);
@@ -52,10 +53,12 @@ static int cmd_list(struct cli *c, int argc, char **argv)
     q.email = email ? buf_str(&addr) : NULL;
     q.type = type;
     q.tenant = c->tenant;
-    if ((rc = cli_open(c, STORE_READ)) != 0)
+    /* The event log needs no database: a store that was never written to
+       simply has no events yet. */
+    if ((dir = cli_store_dir(c, &rc)) == NULL)
         goto out;
     rows = json_array();
-    if (event_query(c->store_dir, &q, collect, rows, &skipped, &why) < 0) {
+    if (event_query(dir, &q, collect, rows, &skipped, &why) < 0) {
         rc = cli_fail(EX_IOERR, "%s", buf_str(&why));
     } else if (c->json) {
         cli_print_json(json_incref(rows));

@@ -44,7 +44,7 @@ static void print_groups(struct cli *c, json_t *rows)
 static int parse_id(struct cli *c, const char *text, uint32_t *id)
 {
     long long v;
-    int rc = cli_number(c, "group id", text, 1, UINT32_MAX - 1, &v);
+    int rc = cli_number(c, "a group id", text, 1, UINT32_MAX - 1, &v);
 
     *id = (uint32_t)v;
     return rc;
@@ -146,7 +146,9 @@ static int cmd_create(struct cli *c, int argc, char **argv)
     if ((rc = cli_parse(c, argc, argv, opts, &pos, &npos)) != 0)
         return rc;
     myfree(pos);
-    if (npos || name == NULL)
+    if (npos)
+        return cli_usage_error(c, "unexpected argument '%s'", argv[0]);
+    if (name == NULL)
         return cli_usage_error(c, "--name is required");
     if ((rc = cli_open(c, STORE_WRITE | STORE_CREATE)) != 0)
         return rc;
@@ -195,7 +197,7 @@ static int cmd_update(struct cli *c, int argc, char **argv)
         return cli_usage_error(c, "--default and --no-default contradict each other");
     if (!name && !desc && !def && !nodef)
         return cli_usage_error(c, "nothing to change");
-    if ((rc = cli_open(c, STORE_WRITE)) != 0)
+    if ((rc = cli_open(c, STORE_WRITE)) != 0 || (rc = get_group(c, id, &g)) != 0)
         return rc;
     buf_init(&why, 128);
     if (store_group_update(c->st, c->tenant, id, name, desc,
@@ -203,8 +205,7 @@ static int cmd_update(struct cli *c, int argc, char **argv)
                            : nodef ? 0
                                    : -1,
                            &old, &why) < 0) {
-        rc = cli_fail(strstr(buf_str(&why), "no group") ? EX_NOUSER : EX_DATAERR, "%s",
-                      buf_str(&why));
+        rc = cli_fail(EX_DATAERR, "%s", buf_str(&why));
     } else {
         say_default(old, id);
         if ((rc = get_group(c, id, &g)) == 0) {
@@ -312,9 +313,9 @@ static int cmd_gs_list(struct cli *c, int argc, char **argv)
     myfree(pos);
     if (npos != 1)
         return cli_usage_error(c, "unexpected argument");
-    if (limit && (rc = cli_number(c, "limit", limit, 1, 500, &q.limit)) != 0)
+    if (limit && (rc = cli_number(c, "--limit", limit, 1, 500, &q.limit)) != 0)
         return rc;
-    if (offset && (rc = cli_number(c, "offset", offset, 0, LLONG_MAX, &q.offset)) != 0)
+    if (offset && (rc = cli_number(c, "--offset", offset, 0, LLONG_MAX, &q.offset)) != 0)
         return rc;
     buf_init(&why, 128);
     rows = json_array();
@@ -355,6 +356,14 @@ static int gs_each(struct cli *c, int argc, char **argv, int what)
         json_decref(out);
         return cli_usage_error(c, "give at least one address");
     }
+    for (int i = 1; i < npos; i++)
+        if (cli_entry(pos[i]) != 0)
+            status = EX_DATAERR;
+    if (status) {
+        myfree(pos);
+        json_decref(out);
+        return status;
+    }
     buf_init(&why, 128);
     for (int i = 1; i < npos; i++) {
         int r;
@@ -369,7 +378,8 @@ static int gs_each(struct cli *c, int argc, char **argv, int what)
         else
             r = store_get(c->st, c->tenant, STORE_GROUP, id, pos[i], NULL, NULL, &why);
         if (r < 0) {
-            status = cli_fail(EX_DATAERR, "%s: %s", pos[i], buf_str(&why));
+            status = cli_fail(what == 's' ? EX_UNAVAILABLE : EX_TEMPFAIL, "%s: %s",
+                              pos[i], buf_str(&why));
             continue;
         }
         if (r == 0 && what == 'd') {

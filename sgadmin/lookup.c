@@ -32,7 +32,7 @@ static int cmd_lookup(struct cli *c, int argc, char **argv)
         myfree(pos);
         return cli_usage_error(c, "give one address");
     }
-    if (group && (rc = cli_number(c, "group", group, 1, UINT32_MAX - 1, &gid)) != 0) {
+    if (group && (rc = cli_number(c, "--group", group, 1, UINT32_MAX - 1, &gid)) != 0) {
         myfree(pos);
         return rc;
     }

@@ -45,10 +45,14 @@ static int usage(FILE *fp, int status)
 /* noun_usage - the verbs of one noun */
 static int noun_usage(const struct cli_noun *n, FILE *fp, int status)
 {
+    if (n->verbs[0].name[0] == 0) {
+        fprintf(fp, "usage: sgadmin %s %s\n  %s\n", n->name, n->verbs[0].usage,
+                n->verbs[0].summary);
+        return status;
+    }
     fprintf(fp, "usage: sgadmin %s VERB [ARGS]\n\nverbs:\n", n->name);
     for (const struct cli_verb *v = n->verbs; v->name; v++)
-        fprintf(fp, "  %-8s %s\n           %s\n", v->name[0] ? v->name : "(none)",
-                v->usage, v->summary);
+        fprintf(fp, "  %-8s %s\n           %s\n", v->name, v->usage, v->summary);
     return status;
 }
 
@@ -68,7 +72,7 @@ int main(int argc, char **argv)
     memset(&c, 0, sizeof(c));
     c.tenant = STORE_DEFAULT_TENANT;
     msg_open(argv[0], MSG_STDERR);
-    /* Global options before the noun (they are also accepted after it). */
+    /* Global options before the noun (they are also accepted after the verb). */
     while (i < argc && argv[i][0] == '-') {
         const char *a = argv[i];
 
@@ -91,6 +95,10 @@ int main(int argc, char **argv)
             c.store_dir = a + 8;
         } else if (strncmp(a, "--tenant=", 9) == 0) {
             c.tenant = a + 9;
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 ||
+                   strcmp(a, "--store") == 0 || strcmp(a, "--tenant") == 0) {
+            fprintf(stderr, "sgadmin: option %s needs a value\n", a);
+            return usage(stderr, EX_USAGE);
         } else {
             fprintf(stderr, "sgadmin: unknown option %s\n", a);
             return usage(stderr, EX_USAGE);
@@ -134,8 +142,8 @@ int main(int argc, char **argv)
         if (strcmp(argv[j], "--") == 0)
             break;
         if (is_help(argv[j])) {
-            printf("usage: sgadmin %s %s %s\n  %s\n", n->name, v->name, v->usage,
-                   v->summary);
+            printf("usage: sgadmin %s%s%s %s\n  %s\n", n->name, v->name[0] ? " " : "",
+                   v->name, v->usage, v->summary);
             return 0;
         }
     }

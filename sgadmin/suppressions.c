@@ -97,9 +97,9 @@ static int cmd_list(struct cli *c, int argc, char **argv)
     myfree(pos);
     if (npos)
         return cli_usage_error(c, "unexpected argument");
-    if (limit && (rc = cli_number(c, "limit", limit, 1, 500, &q.limit)) != 0)
+    if (limit && (rc = cli_number(c, "--limit", limit, 1, 500, &q.limit)) != 0)
         return rc;
-    if (offset && (rc = cli_number(c, "offset", offset, 0, LLONG_MAX, &v)) != 0)
+    if (offset && (rc = cli_number(c, "--offset", offset, 0, LLONG_MAX, &v)) != 0)
         return rc;
     q.offset = offset ? v : 0;
     if (start && (rc = cli_time(c, "start-time", start, &q.start_time)) != 0)
@@ -109,12 +109,12 @@ static int cmd_list(struct cli *c, int argc, char **argv)
     if (q.start_time && q.end_time && q.start_time > q.end_time)
         return cli_usage_error(c, "--start-time is after --end-time");
     q.email = email;
-    if ((rc = cli_open(c, STORE_READ)) != 0)
+    if ((email && (rc = cli_entry(email)) != 0) || (rc = cli_open(c, STORE_READ)) != 0)
         return rc;
     buf_init(&why, 128);
     rows = json_array();
     if (store_list(c->st, c->tenant, c->list, 0, &q, collect, rows, &total, &why) < 0) {
-        rc = cli_fail(email ? EX_DATAERR : EX_UNAVAILABLE, "%s", buf_str(&why));
+        rc = cli_fail(EX_UNAVAILABLE, "%s", buf_str(&why));
     } else {
         print_rows(c, rows);
         if (!c->json)
@@ -140,7 +140,7 @@ static int cmd_get(struct cli *c, int argc, char **argv)
         myfree(pos);
         return cli_usage_error(c, "give one address");
     }
-    if ((rc = cli_open(c, STORE_READ)) != 0) {
+    if ((rc = cli_entry(pos[0])) != 0 || (rc = cli_open(c, STORE_READ)) != 0) {
         myfree(pos);
         return rc;
     }
@@ -148,7 +148,7 @@ static int cmd_get(struct cli *c, int argc, char **argv)
     rows = json_array();
     found = store_get(c->st, c->tenant, c->list, 0, pos[0], collect, rows, &why);
     if (found < 0)
-        rc = cli_fail(EX_DATAERR, "%s", buf_str(&why));
+        rc = cli_fail(EX_UNAVAILABLE, "%s", buf_str(&why));
     else if (found == 0)
         rc = cli_fail(EX_NOUSER, "%s is not on the %s list", pos[0],
                       store_list_name(c->list));
@@ -224,9 +224,12 @@ static int cmd_add(struct cli *c, int argc, char **argv)
     f.reason = reason;
     f.status = status;
     f.source = source;
-    if ((rc = cli_open(c, STORE_WRITE | STORE_CREATE)) != 0) {
+    for (int i = 0; i < npos; i++)
+        if (cli_entry(pos[i]) != 0)
+            status_code = EX_DATAERR;
+    if (status_code || (rc = cli_open(c, STORE_WRITE | STORE_CREATE)) != 0) {
         myfree(pos);
-        return rc;
+        return status_code ? status_code : rc;
     }
     buf_init(&why, 128);
     out = json_array();
@@ -234,7 +237,7 @@ static int cmd_add(struct cli *c, int argc, char **argv)
         enum store_add_result res;
 
         if (store_add(c->st, c->tenant, c->list, 0, pos[i], &f, &res, &why) < 0) {
-            status_code = cli_fail(EX_DATAERR, "%s: %s", pos[i], buf_str(&why));
+            status_code = cli_fail(EX_TEMPFAIL, "%s: %s", pos[i], buf_str(&why));
             continue;
         }
         report_add(c, out, pos[i], res);
@@ -301,8 +304,7 @@ static int cmd_import(struct cli *c, int argc, char **argv)
     }
     fp = strcmp(pos[0], "-") == 0 ? stdin : fopen(pos[0], "r");
     if (fp == NULL) {
-        rc = cli_fail(errno == ENOENT ? EX_NOINPUT : EX_IOERR, "cannot open %s: %s",
-                      pos[0], strerror(errno));
+        rc = cli_fail(EX_NOINPUT, "cannot open %s: %s", pos[0], strerror(errno));
         myfree(pos);
         return rc;
     }
@@ -355,9 +357,11 @@ static int cmd_import(struct cli *c, int argc, char **argv)
         }
         if (fields[COL_CREATED][0]) {
             char *end;
-            long long t = strtoll(fields[COL_CREATED], &end, 10);
+            long long t;
 
-            if (*end || t <= 0) {
+            errno = 0;
+            t = strtoll(fields[COL_CREATED], &end, 10);
+            if (errno || *end || t <= 0) {
                 fprintf(stderr, "sgadmin: %s:%zu: created '%s' is not unix seconds\n",
                         pos[0], row.line, fields[COL_CREATED]);
                 bad++;
@@ -460,19 +464,23 @@ static int cmd_delete(struct cli *c, int argc, char **argv)
         myfree(pos);
         return cli_usage_error(c, "give addresses, or --all --yes");
     }
-    if ((rc = cli_open(c, STORE_WRITE)) != 0) {
+    if (all && !yes) {
         myfree(pos);
-        return rc;
+        return cli_usage_error(c, "refusing to delete every entry of %s without --yes",
+                               store_list_name(c->list));
+    }
+    for (int i = 0; i < npos; i++)
+        if (cli_entry(pos[i]) != 0)
+            status = EX_DATAERR;
+    if (status || (rc = cli_open(c, STORE_WRITE)) != 0) {
+        myfree(pos);
+        return status ? status : rc;
     }
     buf_init(&why, 128);
     if (all) {
-        long long n = store_count(c->st, c->tenant, c->list, 0, &why), removed;
+        long long removed;
 
-        if (!yes) {
-            status = cli_usage_error(
-                c, "refusing to delete all %lld entries of %s without --yes", n,
-                store_list_name(c->list));
-        } else if ((removed = store_clear(c->st, c->tenant, c->list, 0, &why)) < 0) {
+        if ((removed = store_clear(c->st, c->tenant, c->list, 0, &why)) < 0) {
             status = cli_fail(EX_TEMPFAIL, "%s; nothing deleted", buf_str(&why));
         } else if (c->json) {
             json_t *o = json_object();
@@ -489,7 +497,7 @@ static int cmd_delete(struct cli *c, int argc, char **argv)
             int r = store_remove(c->st, c->tenant, c->list, 0, pos[i], &why);
 
             if (r < 0) {
-                status = cli_fail(EX_DATAERR, "%s: %s", pos[i], buf_str(&why));
+                status = cli_fail(EX_TEMPFAIL, "%s: %s", pos[i], buf_str(&why));
             } else if (r == 0) {
                 if (!status)
                     status = EX_NOUSER;
@@ -527,8 +535,11 @@ const struct cli_verb suppression_verbs[] = {
 };
 
 const struct cli_verb allow_verbs[] = {
-    {"list", cmd_list, "[--limit N] [--offset N] [--email A]", "list the allow list"},
-    {"add", cmd_add, "ENTRY...", "allow addresses or @domains: never suppressed"},
+    {"list", cmd_list,
+     "[--limit N] [--offset N] [--start-time T] [--end-time T] [--email A]",
+     "list the allow list, newest first"},
+    {"add", cmd_add, "ENTRY... [--created T]",
+     "allow addresses, @domains or digests: never suppressed"},
     {"delete", cmd_delete, "ENTRY... | --all --yes", "remove entries"},
     {NULL, NULL, NULL, NULL},
 };
