@@ -431,9 +431,12 @@ static int cmd_import(struct cli *c, int argc, char **argv)
         json_object_set_new(o, "rejected", json_integer(bad));
         cli_print_json(o);
     } else {
-        printf("imported %lld rows: %lld added, %lld already listed (kept), %lld updated",
-               good, added, kept, updated);
-        printf(bad ? "; %lld rows rejected (reported above)\n" : "\n", bad);
+        printf(
+            "imported %lld row%s: %lld added, %lld already listed (kept), %lld updated",
+            good, good == 1 ? "" : "s", added, kept, updated);
+        if (bad)
+            printf("; %lld row%s rejected (reported above)", bad, bad == 1 ? "" : "s");
+        putchar('\n');
     }
     rc = bad ? EX_DATAERR : 0;
 out:

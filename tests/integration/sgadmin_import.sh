@@ -48,7 +48,7 @@ out_has "2 already listed (kept)"
 printf 'ok@example.com\n"open@example.com\n' >"$WORK/open.csv"
 expect 65 unsubscribes import "$WORK/open.csv"
 err_has "open.csv:2: unterminated"
-out_has "imported 1 rows"
+out_has "imported 1 row:"
 
 expect 66 bounces import "$WORK/missing.csv"
 err_has "cannot open"
