@@ -153,16 +153,23 @@ char *buf_steal(struct buf *b)
     return data;
 }
 
+/* buf_verror - set an optional reason and return -1 */
+int buf_verror(struct buf *why, const char *fmt, va_list ap)
+{
+    if (why != NULL) {
+        buf_reset(why);
+        buf_vprintf(why, fmt, ap);
+    }
+    return -1;
+}
+
 /* buf_error - set an optional reason and return -1 */
 int buf_error(struct buf *why, const char *fmt, ...)
 {
     va_list ap;
 
-    if (why == NULL)
-        return -1;
-    buf_reset(why);
     va_start(ap, fmt);
-    buf_vprintf(why, fmt, ap);
+    buf_verror(why, fmt, ap);
     va_end(ap);
     return -1;
 }

@@ -48,5 +48,6 @@ static inline size_t buf_len(const struct buf *b)
 
 /* Fill an optional error reason; returns -1 so callers can "return err(...)". */
 int buf_error(struct buf *why, const char *fmt, ...) SG_PRINTF(2, 3);
+int buf_verror(struct buf *why, const char *fmt, va_list ap);
 
 #endif

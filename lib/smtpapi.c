@@ -213,9 +213,8 @@ static int fail(struct buf *why, const json_t *got, const char *fmt, ...)
 
     if (why == NULL)
         return -1;
-    buf_reset(why);
     va_start(ap, fmt);
-    buf_vprintf(why, fmt, ap);
+    buf_verror(why, fmt, ap);
     va_end(ap);
     if (got != NULL) {
         buf_puts(why, ", not ");

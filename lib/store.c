@@ -896,6 +896,31 @@ static void st_delta(struct store *st, const char *tenant, char tag, uint32_t gr
 }
 
 /*
+ * index_diff - for each record of "from" that "to" lacks or holds with
+ * another time: delete (dir -1) or put (dir 1) its index key, and count it
+ * off or on its list when "to" lacks it altogether.
+ */
+static int index_diff(struct store *st, const char *tenant, const char *ekey,
+                      size_t eklen, struct recset *from, struct recset *to, int dir,
+                      struct buf *k, struct buf *why)
+{
+    for (size_t i = 0; i < from->n; i++) {
+        struct rec *r = &from->r[i];
+        struct rec *twin = recset_find(to, r->tag, r->group);
+
+        if (twin == NULL || twin->created != r->created) {
+            key_index(k, tenant, r->tag, r->group, r->created, ekey, eklen);
+            if ((dir < 0 ? st->be->ix_del : st->be->ix_put)(st->wdb, k->data, k->len,
+                                                            why) < 0)
+                return -1;
+        }
+        if (twin == NULL)
+            st_delta(st, tenant, r->tag, r->group, dir);
+    }
+    return 0;
+}
+
+/*
  * entry_replace - the one writer of entries: replace the records of one
  * entry (old -> new), adjusting the index and counters to match.
  */
@@ -919,30 +944,9 @@ static int entry_replace(struct store *st, const char *tenant, const char *ekey,
             tcmapput(st->undo, k.data, (int)k.len, v.data, (int)v.len);
         }
     }
-    for (size_t i = 0; i < old->n; i++) {
-        struct rec *o = &old->r[i];
-        struct rec *n = recset_find(new, o->tag, o->group);
-
-        if (n == NULL || n->created != o->created) {
-            key_index(&k, tenant, o->tag, o->group, o->created, ekey, eklen);
-            if (st->be->ix_del(st->wdb, k.data, k.len, why) < 0)
-                goto out;
-        }
-        if (n == NULL)
-            st_delta(st, tenant, o->tag, o->group, -1);
-    }
-    for (size_t i = 0; i < new->n; i++) {
-        struct rec *n = &new->r[i];
-        struct rec *o = recset_find(old, n->tag, n->group);
-
-        if (o == NULL || n->created != o->created) {
-            key_index(&k, tenant, n->tag, n->group, n->created, ekey, eklen);
-            if (st->be->ix_put(st->wdb, k.data, k.len, why) < 0)
-                goto out;
-        }
-        if (o == NULL)
-            st_delta(st, tenant, n->tag, n->group, 1);
-    }
+    if (index_diff(st, tenant, ekey, eklen, old, new, -1, &k, why) < 0 ||
+        index_diff(st, tenant, ekey, eklen, new, old, 1, &k, why) < 0)
+        goto out;
     key_entry(&k, tenant, ekey, eklen);
     if (new->n == 0) {
         if (st->be->del(st->wdb, k.data, k.len, why) < 0)

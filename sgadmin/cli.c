@@ -16,16 +16,22 @@
 #include "cli.h"
 #include "mymalloc.h"
 
+/* cli_vsay - one "sgadmin: ..." line on stderr */
+static void cli_vsay(const char *fmt, va_list ap)
+{
+    fprintf(stderr, "sgadmin: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 /* cli_fail - see cli.h */
 int cli_fail(int status, const char *fmt, ...)
 {
     va_list ap;
 
-    fprintf(stderr, "sgadmin: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    cli_vsay(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return status;
 }
 
@@ -34,11 +40,9 @@ int cli_usage_error(struct cli *c, const char *fmt, ...)
 {
     va_list ap;
 
-    fprintf(stderr, "sgadmin: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    cli_vsay(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     if (c->usage)
         fprintf(stderr, "usage: sgadmin %s%s%s %s\n", c->noun, c->verb[0] ? " " : "",
                 c->verb, c->usage);

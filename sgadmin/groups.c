@@ -128,6 +128,23 @@ static void say_default(uint32_t old, uint32_t id)
         fprintf(stderr, "sgadmin: group %u is no longer the default group\n", old);
 }
 
+/* report_change - after a create or update: the old default, then the group */
+static int report_change(struct cli *c, const char *done, uint32_t id, uint32_t old)
+{
+    struct store_group g;
+    int rc;
+
+    say_default(old, id);
+    if ((rc = get_group(c, id, &g)) != 0)
+        return rc;
+    if (c->json)
+        cli_print_json(group_json(&g));
+    else
+        printf("%s group %u \"%s\"%s\n", done, id, g.name,
+               g.is_default ? " (default)" : "");
+    return 0;
+}
+
 /* cmd_create - sgadmin groups create --name N [--description D] [--default] */
 static int cmd_create(struct cli *c, int argc, char **argv)
 {
@@ -141,7 +158,6 @@ static int cmd_create(struct cli *c, int argc, char **argv)
     int npos, rc;
     uint32_t id, old;
     struct buf why;
-    struct store_group g;
 
     if ((rc = cli_parse(c, argc, argv, opts, &pos, &npos)) != 0)
         return rc;
@@ -153,18 +169,10 @@ static int cmd_create(struct cli *c, int argc, char **argv)
     if ((rc = cli_open(c, STORE_WRITE | STORE_CREATE)) != 0)
         return rc;
     buf_init(&why, 128);
-    if (store_group_create(c->st, c->tenant, name, desc, def, &id, &old, &why) < 0) {
+    if (store_group_create(c->st, c->tenant, name, desc, def, &id, &old, &why) < 0)
         rc = cli_fail(EX_DATAERR, "%s", buf_str(&why));
-    } else {
-        say_default(old, id);
-        if ((rc = get_group(c, id, &g)) == 0) {
-            if (c->json)
-                cli_print_json(group_json(&g));
-            else
-                printf("created group %u \"%s\"%s\n", id, g.name,
-                       g.is_default ? " (default)" : "");
-        }
-    }
+    else
+        rc = report_change(c, "created", id, old);
     buf_release(&why);
     return rc;
 }
@@ -204,18 +212,10 @@ static int cmd_update(struct cli *c, int argc, char **argv)
                            def     ? 1
                            : nodef ? 0
                                    : -1,
-                           &old, &why) < 0) {
+                           &old, &why) < 0)
         rc = cli_fail(EX_DATAERR, "%s", buf_str(&why));
-    } else {
-        say_default(old, id);
-        if ((rc = get_group(c, id, &g)) == 0) {
-            if (c->json)
-                cli_print_json(group_json(&g));
-            else
-                printf("updated group %u \"%s\"%s\n", id, g.name,
-                       g.is_default ? " (default)" : "");
-        }
-    }
+    else
+        rc = report_change(c, "updated", id, old);
     buf_release(&why);
     return rc;
 }
