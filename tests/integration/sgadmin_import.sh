@@ -50,6 +50,18 @@ expect 65 unsubscribes import "$WORK/open.csv"
 err_has "open.csv:2: unterminated"
 out_has "imported 1 row:"
 
+# an import longer than a second shows progress on a terminal, and only there
+awk 'BEGIN { for (i = 0; i < 300000; i++) printf "p%d@progress.example\n", i }' >"$WORK/big.csv"
+script -qec "'$SGADMIN' --store '$STORE' unsubscribes import '$WORK/big.csv'" /dev/null >"$WORK/tty.out" 2>&1 ||
+    fail "import on a terminal: $(tail -c 300 "$WORK/tty.out")"
+CHECKS=$((CHECKS + 1))
+grep -q 'read [0-9]* rows\|imported [0-9]* of 300000 rows' "$WORK/tty.out" ||
+    fail "no progress on a terminal: $(tail -c 300 "$WORK/tty.out")"
+expect 0 unsubscribes import "$WORK/big.csv"
+out_has "300000 already listed (kept)"
+CHECKS=$((CHECKS + 1))
+! grep -q 'imported [0-9]* of' "$WORK/err" || fail "progress written to a non-terminal"
+
 expect 66 bounces import "$WORK/missing.csv"
 err_has "cannot open"
 expect 64 bounces import

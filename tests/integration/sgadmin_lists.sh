@@ -80,4 +80,24 @@ json 'len(j)==1'
 expect 0 --json bounces list
 json '[e["email"] for e in j]==["a@example.com"]'
 expect 64 --tenant 'bad tenant' bounces list
+
+# the event log through the command line (the milter and relay write it)
+mkdir -p "$STORE/events"
+cat >"$STORE/events/2023-11-14.jsonl" <<'EV'
+{"email":"a@example.com","event":"processed","sg_event_id":"e1","tenant":"default","timestamp":1700000000}
+{"email":"b@example.com","event":"dropped","reason":"bounce","sg_event_id":"e2","tenant":"default","timestamp":1700000100}
+{"email":"a@example.com","event":"delivered","sg_event_id":"e3","tenant":"acme","timestamp":1700000200}
+{"email":"a@example.com","event":"delivered","sg_event_id":"e4","tenant":"default","timestamp":1700000300}
+EV
+expect 0 --json events list
+json '[e["sg_event_id"] for e in j]==["e4","e2","e1"]'
+expect 0 --json events list --email A@Example.com --type delivered
+json '[e["sg_event_id"] for e in j]==["e4"]'
+expect 0 --json events list --since 1700000050 --until 1700000100
+json '[e["sg_event_id"] for e in j]==["e2"]'
+expect 0 --json --tenant acme events list
+json '[e["sg_event_id"] for e in j]==["e3"]'
+expect 0 events list --limit 1
+out_has "delivered"
+out_lacks "dropped"
 done_ok
