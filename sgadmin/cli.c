@@ -199,7 +199,8 @@ int cli_open(struct cli *c, int mode)
     if ((c->st = store_open(dir, mode, &why)) == NULL) {
         /* store_open does not promise errno: ask the file system */
         int denied = (access(dir, R_OK | X_OK) < 0 && errno == EACCES) ||
-                     strstr(buf_str(&why), "Permission denied") != NULL;
+                     strstr(buf_str(&why), "Permission denied") != NULL ||
+                     strstr(buf_str(&why), "no permission") != NULL; /* TC's wording */
 
         status = denied ? EX_NOPERM : EX_UNAVAILABLE;
         cli_fail(status, "%s", buf_str(&why));
