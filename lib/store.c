@@ -75,8 +75,9 @@ struct store {
     /* bulk */
     size_t batch;
     int bulk;
-    TCMAP *undo; /* entry key -> 0 (absent) or 1 + prior value */
-    int held;    /* a bulk operation keeps the gate and wdb between batches */
+    TCMAP *undo;          /* entry key -> 0 (absent) or 1 + prior value */
+    uint64_t max_wait_us; /* longest wait for the write lock */
+    int held;             /* a bulk operation keeps the gate and wdb between batches */
     int registered;
     int shm_rw; /* the shared header is writable (readers may be read-only) */
     dev_t dev;
@@ -312,6 +313,10 @@ static int st_recover(struct store *st, struct buf *why);
 /* st_lock_ex - the exclusive lock, with writer preference through the gate */
 static int st_lock_ex(struct store *st, struct buf *why)
 {
+    struct timespec t0, t1;
+    uint64_t waited;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     /*
      * Fairness: readers held back by the previous transaction go first, so
      * a writer that commits in a loop cannot starve them.  Bounded (5 ms),
@@ -335,6 +340,11 @@ static int st_lock_ex(struct store *st, struct buf *why)
      * needs the reader handle closed.  No thread of ours is reading now:
      * reads hold the shared lock, which our exclusive lock excludes.
      */
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    waited = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
+             (uint64_t)((t1.tv_nsec - t0.tv_nsec) / 1000);
+    if (waited > st->max_wait_us)
+        st->max_wait_us = waited;
     pthread_mutex_lock(&st->use);
     if (st->rdb) {
         st->be->close(st->rdb, NULL);
@@ -650,6 +660,12 @@ void store_set_batch(struct store *st, size_t batch)
     st->batch = batch ? batch : 1;
 }
 
+/* store_max_lock_wait_us - see store.h */
+uint64_t store_max_lock_wait_us(struct store *st)
+{
+    return st->max_wait_us;
+}
+
 /* store_generation - see store.h */
 uint64_t store_generation(struct store *st)
 {
@@ -669,12 +685,21 @@ int store_begin(struct store *st, struct buf *why)
         return buf_error(why, "a transaction is already open");
     if (st->held) {
         /* the next batch of a bulk operation: gate and handles are ours */
+        struct timespec t0, t1;
+        uint64_t waited;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         __atomic_store_n(&st->shm->waiting, 1, __ATOMIC_SEQ_CST);
         if (st_flock(st->wlockfd, LOCK_EX) < 0) {
             __atomic_store_n(&st->shm->waiting, 0, __ATOMIC_SEQ_CST);
             return buf_error(why, "cannot lock %s/%s: %s", st->dir, STORE_LOCK_FILE,
                              strerror(errno));
         }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        waited = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
+                 (uint64_t)((t1.tv_nsec - t0.tv_nsec) / 1000);
+        if (waited > st->max_wait_us)
+            st->max_wait_us = waited;
     } else {
         if (st_lock_ex(st, why) < 0)
             return -1;

@@ -251,4 +251,7 @@ int store_group_delete(struct store *st, const char *tenant, uint32_t id,
 /* store_generation - the current generation (for tests and diagnostics) */
 uint64_t store_generation(struct store *st);
 
+/* store_max_lock_wait_us - the longest this handle waited for the write lock */
+uint64_t store_max_lock_wait_us(struct store *st);
+
 #endif
