@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -28,6 +29,7 @@
 
 #define STORE_LOCK_FILE "store.lock"
 #define STORE_GATE_FILE "store.gate"
+#define STORE_TURN_FILE "store.turn"
 #define STORE_DEFAULT_BATCH 5000
 #define STORE_SCAN_CHUNK 50000 /* index keys walked per shared-lock hold */
 
@@ -35,8 +37,8 @@
 struct store_shm {
     uint64_t generation; /* bumped by every commit */
     uint32_t waiting;    /* a writer wants the lock */
-    uint32_t dirty;      /* 1: transaction open, 2: index commit pending */
-    uint32_t queued;     /* readers held back by a writer, now waiting */
+    uint32_t dirty;      /* 1: transaction open, 2: entries may be ahead of index */
+    uint32_t spare;
     char pad[4096 - 20];
 };
 
@@ -61,23 +63,34 @@ struct store {
     int mode;
     const struct store_backend *be;
     struct store_shm *shm;
-    int wlockfd, wgatefd, rgatefd;
-    pthread_key_t tls;    /* per-thread reader descriptor of store.lock */
+    /* the writer's descriptors (-1 when the lock file is not writable) */
+    int wlockfd, wgatefd, wturnfd;
+    pthread_key_t tls;    /* per-thread reader descriptors (struct rfds) */
     pthread_mutex_t use;  /* one thread at a time uses rdb */
     struct store_db *rdb; /* reader handle, shared by threads */
     uint64_t rgen;        /* generation rdb reflects */
-    /* the open transaction, if any */
+    /*
+     * Writing.  One thread at a time: it holds "wmu" from store_begin (or
+     * store_bulk_begin) to the end of its transaction (or bulk operation),
+     * and "owner" is set for it alone; the fields below are its.
+     */
+    pthread_mutex_t wmu;
+    pthread_key_t owner;
     struct store_db *wdb;
-    pthread_t tx_thread;
     int in_tx;
+    int tx_failed; /* a change of the caller's transaction failed */
     size_t tx_ops;
     TCMAP *deltas; /* counter changes not yet written */
     /* bulk */
     size_t batch;
     int bulk;
-    TCMAP *undo;          /* entry key -> 0 (absent) or 1 + prior value */
-    uint64_t max_wait_us; /* longest wait for the write lock */
-    int held;             /* a bulk operation keeps the gate and wdb between batches */
+    int bulk_failed; /* a batch was lost: the bulk cannot be kept */
+    int ending;      /* the last commit of a bulk operation: make it durable */
+    int undoing;     /* st_undo at work: changes are not logged */
+    volatile sig_atomic_t *stop; /* set (by a signal handler): end bulk work */
+    TCMAP *undo;                 /* entry key -> 0 (absent) or 1 + prior value */
+    uint64_t max_wait_us;        /* longest wait for the write lock */
+    int held; /* a bulk operation keeps the gate and wdb between batches */
     int registered;
     int shm_rw; /* the shared header is writable (readers may be read-only) */
     dev_t dev;
@@ -268,34 +281,48 @@ static void rec_encode(const struct recset *rs, struct buf *out)
 
 /* Locking. */
 
-/* st_thread_fd - this thread's descriptor of store.lock, for shared locks */
-static int st_thread_fd(struct store *st, struct buf *why)
+/* One thread's descriptors for reading: flock belongs to an open file. */
+struct rfds {
+    int lock, turn;
+};
+
+/* st_thread_fds - this thread's descriptors of store.lock and store.turn */
+static struct rfds *st_thread_fds(struct store *st, struct buf *why)
 {
-    intptr_t fd = (intptr_t)pthread_getspecific(st->tls);
+    struct rfds *fds = pthread_getspecific(st->tls);
     struct buf path;
 
-    if (fd > 0)
-        return (int)fd - 1;
+    if (fds)
+        return fds;
+    fds = mymalloc(sizeof(*fds));
     buf_init(&path, 128);
     buf_setf(&path, "%s/%s", st->dir, STORE_LOCK_FILE);
-    fd = open(buf_str(&path), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    fds->lock = open(buf_str(&path), O_RDONLY | O_CLOEXEC);
+    buf_setf(&path, "%s/%s", st->dir, STORE_TURN_FILE);
+    fds->turn = fds->lock < 0 ? -1 : open(buf_str(&path), O_RDONLY | O_CLOEXEC);
+    if (fds->turn < 0) {
         buf_error(why, "cannot open %s: %s", buf_str(&path), strerror(errno));
+        if (fds->lock >= 0)
+            close(fds->lock);
+        myfree(fds);
         buf_release(&path);
-        return -1;
+        return NULL;
     }
     buf_release(&path);
-    pthread_setspecific(st->tls, (void *)(fd + 1));
-    return (int)fd;
+    pthread_setspecific(st->tls, fds);
+    return fds;
 }
 
-/* st_close_thread_fd - thread exit: close its descriptor */
-static void st_close_thread_fd(void *p)
+/* st_close_thread_fds - thread exit (or close): close its descriptors */
+static void st_close_thread_fds(void *p)
 {
-    intptr_t fd = (intptr_t)p;
+    struct rfds *fds = p;
 
-    if (fd > 0)
-        close((int)fd - 1);
+    if (fds) {
+        close(fds->lock);
+        close(fds->turn);
+        myfree(fds);
+    }
 }
 
 /* st_flock - flock(2), restarted after signals */
@@ -308,30 +335,79 @@ static int st_flock(int fd, int op)
     return rc;
 }
 
+/* st_own - does the calling thread hold the store's writer role? */
+static int st_own(struct store *st)
+{
+    return pthread_getspecific(st->owner) != NULL;
+}
+
+/* st_take - become the store's writing thread (waits for another to finish) */
+static void st_take(struct store *st)
+{
+    pthread_mutex_lock(&st->wmu);
+    pthread_setspecific(st->owner, st);
+}
+
+/* st_give - stop being it */
+static void st_give(struct store *st)
+{
+    pthread_setspecific(st->owner, NULL);
+    pthread_mutex_unlock(&st->wmu);
+}
+
 static int st_recover(struct store *st, struct buf *why);
 
-/* st_lock_ex - the exclusive lock, with writer preference through the gate */
-static int st_lock_ex(struct store *st, struct buf *why)
+/*
+ * st_data_lock - the exclusive data lock, through the turnstile: while we
+ * hold store.turn no new reader gets past it, so we wait only for the readers
+ * already inside, and the readers we held back get in before our next turn.
+ */
+static int st_data_lock(struct store *st, struct buf *why)
 {
     struct timespec t0, t1;
     uint64_t waited;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    /*
-     * Fairness: readers held back by the previous transaction go first, so
-     * a writer that commits in a loop cannot starve them.  Bounded (5 ms),
-     * so a writer still never waits long.
-     */
-    for (int i = 0; i < 50 && __atomic_load_n(&st->shm->queued, __ATOMIC_SEQ_CST); i++)
-        usleep(100);
-    if (st_flock(st->wgatefd, LOCK_EX) < 0)
-        return buf_error(why, "cannot lock %s/%s: %s", st->dir, STORE_GATE_FILE,
+    if (st_flock(st->wturnfd, LOCK_EX) < 0)
+        return buf_error(why, "cannot lock %s/%s: %s", st->dir, STORE_TURN_FILE,
                          strerror(errno));
     __atomic_store_n(&st->shm->waiting, 1, __ATOMIC_SEQ_CST);
     if (st_flock(st->wlockfd, LOCK_EX) < 0) {
         buf_error(why, "cannot lock %s/%s: %s", st->dir, STORE_LOCK_FILE,
                   strerror(errno));
         __atomic_store_n(&st->shm->waiting, 0, __ATOMIC_SEQ_CST);
+        st_flock(st->wturnfd, LOCK_UN);
+        return -1;
+    }
+    st_flock(st->wturnfd, LOCK_UN);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    waited = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
+             (uint64_t)((t1.tv_nsec - t0.tv_nsec) / 1000);
+    if (waited > st->max_wait_us)
+        st->max_wait_us = waited;
+    return 0;
+}
+
+/* st_data_unlock - let the readers in */
+static void st_data_unlock(struct store *st)
+{
+    __atomic_store_n(&st->shm->waiting, 0, __ATOMIC_SEQ_CST);
+    st_flock(st->wlockfd, LOCK_UN);
+}
+
+/*
+ * st_lock_ex - the calling thread, which owns the writer role, becomes the
+ * one writer: the gate (against other writers), then the data lock.
+ */
+static int st_lock_ex(struct store *st, struct buf *why)
+{
+    if (st->wlockfd < 0)
+        return buf_error(why, "store %s: %s/%s is not writable by this process", st->dir,
+                         st->dir, STORE_LOCK_FILE);
+    if (st_flock(st->wgatefd, LOCK_EX) < 0)
+        return buf_error(why, "cannot lock %s/%s: %s", st->dir, STORE_GATE_FILE,
+                         strerror(errno));
+    if (st_data_lock(st, why) < 0) {
         st_flock(st->wgatefd, LOCK_UN);
         return -1;
     }
@@ -340,11 +416,6 @@ static int st_lock_ex(struct store *st, struct buf *why)
      * needs the reader handle closed.  No thread of ours is reading now:
      * reads hold the shared lock, which our exclusive lock excludes.
      */
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    waited = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
-             (uint64_t)((t1.tv_nsec - t0.tv_nsec) / 1000);
-    if (waited > st->max_wait_us)
-        st->max_wait_us = waited;
     pthread_mutex_lock(&st->use);
     if (st->rdb) {
         st->be->close(st->rdb, NULL);
@@ -357,64 +428,78 @@ static int st_lock_ex(struct store *st, struct buf *why)
 /* st_unlock_ex - release both */
 static void st_unlock_ex(struct store *st)
 {
-    __atomic_store_n(&st->shm->waiting, 0, __ATOMIC_SEQ_CST);
-    st_flock(st->wlockfd, LOCK_UN);
+    st_data_unlock(st);
     st_flock(st->wgatefd, LOCK_UN);
 }
 
-/* st_in_own_tx - is the calling thread inside its own transaction? */
+/*
+ * st_recover_now - a reader found the store dirty (a writer died inside a
+ * transaction): recover it, if this process may write the lock file.
+ */
+static int st_recover_now(struct store *st, struct buf *why)
+{
+    int rc = 0, mine = st_own(st);
+
+    if (st->wlockfd < 0)
+        return buf_error(why, "store %s needs recovery by a writer (sgadmin)", st->dir);
+    if (!mine)
+        st_take(st);
+    if (st_lock_ex(st, why) < 0)
+        rc = -1;
+    else {
+        if (st->shm->dirty)
+            rc = st_recover(st, why);
+        st_unlock_ex(st);
+    }
+    if (!mine)
+        st_give(st);
+    return rc;
+}
+
+/* st_in_own_tx - is the calling thread the writer, with its handle open? */
 static int st_in_own_tx(struct store *st)
 /* (between the batches of a bulk operation too: its handle stays open) */
 {
-    return st->wdb && pthread_equal(st->tx_thread, pthread_self());
+    return st_own(st) && st->wdb;
 }
 
 /*
- * st_rlock - enter a read: shared lock, up-to-date reader handle, rdlock.
- * Returns the handle to read with.  Inside the caller's own transaction the
- * writer handle is used and nothing is locked.
+ * st_rlock - enter a read: shared lock, up-to-date reader handle, the "use"
+ * mutex.  Returns the handle to read with.  Inside the caller's own
+ * transaction the writer handle is used and nothing is locked.
  */
 static struct store_db *st_rlock(struct store *st, struct buf *why)
 {
-    int fd;
+    struct rfds *fds;
 
     if (st_in_own_tx(st))
         return st->wdb;
-    if (st->held)
+    if (__atomic_load_n(&st->held, __ATOMIC_SEQ_CST))
         return buf_error(why, "store %s is busy with a bulk change in this process",
                          st->dir),
                NULL;
-    if ((fd = st_thread_fd(st, why)) < 0)
+    if ((fds = st_thread_fds(st, why)) == NULL)
         return NULL;
     for (;;) {
-        if (__atomic_load_n(&st->shm->waiting, __ATOMIC_SEQ_CST)) {
-            if (st->shm_rw)
-                __atomic_add_fetch(&st->shm->queued, 1, __ATOMIC_SEQ_CST);
-            st_flock(st->rgatefd, LOCK_SH);
-            st_flock(st->rgatefd, LOCK_UN);
-            if (st->shm_rw)
-                __atomic_sub_fetch(&st->shm->queued, 1, __ATOMIC_SEQ_CST);
-        }
-        if (st_flock(fd, LOCK_SH) < 0) {
+        /* A writer is waiting: queue behind it in the turnstile. */
+        int turn = __atomic_load_n(&st->shm->waiting, __ATOMIC_SEQ_CST) != 0;
+
+        if (turn)
+            st_flock(fds->turn, LOCK_SH);
+        if (st_flock(fds->lock, LOCK_SH) < 0) {
             buf_error(why, "cannot lock %s/%s: %s", st->dir, STORE_LOCK_FILE,
                       strerror(errno));
+            if (turn)
+                st_flock(fds->turn, LOCK_UN);
             return NULL;
         }
+        if (turn)
+            st_flock(fds->turn, LOCK_UN);
         if (__atomic_load_n(&st->shm->dirty, __ATOMIC_SEQ_CST) == 0)
             break;
-        /* A writer died inside a transaction: recover, then read. */
-        st_flock(fd, LOCK_UN);
-        if (!(st->mode & STORE_WRITE)) {
-            buf_error(why, "store %s needs recovery by a writer (sgadmin)", st->dir);
+        st_flock(fds->lock, LOCK_UN);
+        if (st_recover_now(st, why) < 0)
             return NULL;
-        }
-        if (st_lock_ex(st, why) < 0)
-            return NULL;
-        if (st->shm->dirty && st_recover(st, why) < 0) {
-            st_unlock_ex(st);
-            return NULL;
-        }
-        st_unlock_ex(st);
     }
     pthread_mutex_lock(&st->use);
     if (st->rdb == NULL ||
@@ -425,7 +510,7 @@ static struct store_db *st_rlock(struct store *st, struct buf *why)
         st->rgen = __atomic_load_n(&st->shm->generation, __ATOMIC_SEQ_CST);
         if ((st->rdb = st->be->open(st->dir, 0, 0, why)) == NULL) {
             pthread_mutex_unlock(&st->use);
-            st_flock(fd, LOCK_UN);
+            st_flock(fds->lock, LOCK_UN);
             return NULL;
         }
     }
@@ -435,13 +520,13 @@ static struct store_db *st_rlock(struct store *st, struct buf *why)
 /* st_runlock - leave a read */
 static void st_runlock(struct store *st)
 {
-    intptr_t fd;
+    struct rfds *fds;
 
     if (st_in_own_tx(st))
         return;
     pthread_mutex_unlock(&st->use);
-    fd = (intptr_t)pthread_getspecific(st->tls);
-    st_flock((int)fd - 1, LOCK_UN);
+    fds = pthread_getspecific(st->tls);
+    st_flock(fds->lock, LOCK_UN);
 }
 
 /* Open and close. */
@@ -508,6 +593,7 @@ struct store *store_open(const char *dir, int mode, struct buf *why)
 {
     struct store *st = mycalloc(1, sizeof(*st));
     int lockfd = -1, rw = (mode & STORE_WRITE) != 0;
+    int create = rw && (mode & STORE_CREATE);
     struct stat sb;
     struct store_db *db;
 
@@ -515,15 +601,17 @@ struct store *store_open(const char *dir, int mode, struct buf *why)
     st->mode = mode;
     st->be = &store_backend_tc;
     st->batch = STORE_DEFAULT_BATCH;
-    st->wlockfd = st->wgatefd = st->rgatefd = -1;
+    st->wlockfd = st->wgatefd = st->wturnfd = -1;
     pthread_mutex_init(&st->use, NULL);
-    if (pthread_key_create(&st->tls, st_close_thread_fd) != 0) {
-        buf_error(why, "cannot create thread key");
+    pthread_mutex_init(&st->wmu, NULL);
+    if (pthread_key_create(&st->tls, st_close_thread_fds) != 0 ||
+        pthread_key_create(&st->owner, NULL) != 0) {
+        buf_error(why, "cannot create thread keys");
         myfree(st->dir);
         myfree(st);
         return NULL;
     }
-    if ((mode & STORE_CREATE) && rw && mkdir(dir, 0750) < 0 && errno != EEXIST) {
+    if (create && mkdir(dir, 0750) < 0 && errno != EEXIST) {
         buf_error(why, "cannot create store directory %s: %s", dir, strerror(errno));
         goto error;
     }
@@ -542,25 +630,28 @@ struct store *store_open(const char *dir, int mode, struct buf *why)
     st->registered = 1;
     st->dev = sb.st_dev;
     st->ino = sb.st_ino;
-    lockfd =
-        st_open_lockfile(dir, STORE_LOCK_FILE,
-                         O_RDWR | ((rw && (mode & STORE_CREATE)) ? O_CREAT : 0), why);
+    /*
+     * The lock file: a reader that may write it can also recover the store
+     * after a writer died, so that lookups go on without waiting for sgadmin.
+     */
+    lockfd = st_open_lockfile(dir, STORE_LOCK_FILE, O_RDWR | (create ? O_CREAT : 0), why);
     if (lockfd < 0 && !rw && (errno == EACCES || errno == EROFS))
         lockfd = st_open_lockfile(dir, STORE_LOCK_FILE, O_RDONLY, why);
     else
         st->shm_rw = lockfd >= 0;
     if (lockfd < 0)
         goto error;
-    if (rw) {
-        if (fstat(lockfd, &sb) == 0 && sb.st_size < (off_t)sizeof(struct store_shm) &&
-            ftruncate(lockfd, sizeof(struct store_shm)) < 0) {
+    if (fstat(lockfd, &sb) < 0 || sb.st_size < (off_t)sizeof(struct store_shm)) {
+        if (!create) {
+            buf_error(why, "store %s is not initialised (no valid %s)", dir,
+                      STORE_LOCK_FILE);
+            goto error;
+        }
+        if (ftruncate(lockfd, sizeof(struct store_shm)) < 0) {
             buf_error(why, "cannot size %s/%s: %s", dir, STORE_LOCK_FILE,
                       strerror(errno));
             goto error;
         }
-    } else if (fstat(lockfd, &sb) < 0 || sb.st_size < (off_t)sizeof(struct store_shm)) {
-        buf_error(why, "store %s is not initialised (no valid %s)", dir, STORE_LOCK_FILE);
-        goto error;
     }
     st->shm = mmap(NULL, sizeof(struct store_shm),
                    PROT_READ | (st->shm_rw ? PROT_WRITE : 0), MAP_SHARED, lockfd, 0);
@@ -569,15 +660,20 @@ struct store *store_open(const char *dir, int mode, struct buf *why)
         buf_error(why, "cannot map %s/%s: %s", dir, STORE_LOCK_FILE, strerror(errno));
         goto error;
     }
-    if ((st->rgatefd = st_open_lockfile(
-             dir, STORE_GATE_FILE,
-             rw ? O_RDWR | ((mode & STORE_CREATE) ? O_CREAT : 0) : O_RDONLY, why)) < 0)
-        goto error;
-    if (rw) {
-        st->wlockfd = lockfd;
-        lockfd = -1;
-        if ((st->wgatefd = st_open_lockfile(dir, STORE_GATE_FILE, O_RDWR, why)) < 0)
+    if (st->shm_rw) {
+        int flags = O_RDWR | (rw ? O_CREAT : 0);
+
+        st->wgatefd = st_open_lockfile(dir, STORE_GATE_FILE, flags, why);
+        st->wturnfd =
+            st->wgatefd < 0 ? -1 : st_open_lockfile(dir, STORE_TURN_FILE, flags, why);
+        if (st->wturnfd >= 0) {
+            st->wlockfd = lockfd;
+            lockfd = -1;
+        } else if (rw) {
             goto error;
+        }
+    }
+    if (rw) {
         /* Create the databases, or recover them, under the exclusive lock. */
         if (st_lock_ex(st, why) < 0)
             goto error;
@@ -585,12 +681,12 @@ struct store *store_open(const char *dir, int mode, struct buf *why)
             st_unlock_ex(st);
             goto error;
         }
-        if ((db = st->be->open(dir, 1, (mode & STORE_CREATE) != 0, why)) == NULL) {
+        if ((db = st->be->open(dir, 1, create, why)) == NULL) {
             st_unlock_ex(st);
             goto error;
         }
         st->be->close(db, NULL);
-        if (mode & STORE_CREATE) {
+        if (create) {
             struct buf path;
 
             buf_init(&path, 128);
@@ -602,13 +698,13 @@ struct store *store_open(const char *dir, int mode, struct buf *why)
         }
         st_unlock_ex(st);
     } else {
-        close(lockfd);
-        lockfd = -1;
         /* Open now, so that a missing or unreadable store is reported here. */
         if (st_rlock(st, why) == NULL)
             goto error;
         st_runlock(st);
     }
+    if (lockfd >= 0)
+        close(lockfd);
     return st;
 
 error:
@@ -618,17 +714,20 @@ error:
     return NULL;
 }
 
-/* store_close - close everything; an open transaction is rolled back */
+/*
+ * store_close - close everything; an open transaction is rolled back, and so
+ * is an unfinished bulk operation.
+ */
 void store_close(struct store *st)
 {
-    intptr_t fd;
-
     if (st == NULL)
         return;
-    if (st->in_tx)
-        store_abort(st);
-    if (st->bulk)
-        store_bulk_end(st, 1, NULL);
+    if (st_own(st)) {
+        if (st->in_tx)
+            store_abort(st);
+        if (st->bulk)
+            store_bulk_end(st, 0, NULL);
+    }
     if (st->rdb)
         st->be->close(st->rdb, NULL);
     if (st->shm)
@@ -637,13 +736,14 @@ void store_close(struct store *st)
         close(st->wlockfd);
     if (st->wgatefd >= 0)
         close(st->wgatefd);
-    if (st->rgatefd >= 0)
-        close(st->rgatefd);
-    fd = (intptr_t)pthread_getspecific(st->tls);
-    if (fd > 0)
-        close((int)fd - 1);
+    if (st->wturnfd >= 0)
+        close(st->wturnfd);
+    st_close_thread_fds(pthread_getspecific(st->tls));
+    pthread_setspecific(st->tls, NULL);
     pthread_key_delete(st->tls);
+    pthread_key_delete(st->owner);
     pthread_mutex_destroy(&st->use);
+    pthread_mutex_destroy(&st->wmu);
     if (st->deltas)
         tcmapdel(st->deltas);
     if (st->undo)
@@ -658,6 +758,12 @@ void store_close(struct store *st)
 void store_set_batch(struct store *st, size_t batch)
 {
     st->batch = batch ? batch : 1;
+}
+
+/* store_set_interrupt - see store.h */
+void store_set_interrupt(struct store *st, volatile sig_atomic_t *flag)
+{
+    st->stop = flag;
 }
 
 /* store_max_lock_wait_us - see store.h */
@@ -681,48 +787,46 @@ int store_begin(struct store *st, struct buf *why)
 {
     if (!(st->mode & STORE_WRITE))
         return buf_error(why, "store %s is open read-only", st->dir);
-    if (st->in_tx)
+    if (st_own(st) && st->in_tx)
         return buf_error(why, "a transaction is already open");
+    if (st->bulk && st_own(st) && !st->undoing && st->stop && *st->stop)
+        return buf_error(why, "interrupted"); /* store_bulk_end undoes the rest */
+    if (!st_own(st))
+        st_take(st);
     if (st->held) {
-        /* the next batch of a bulk operation: gate and handles are ours */
-        struct timespec t0, t1;
-        uint64_t waited;
-
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        __atomic_store_n(&st->shm->waiting, 1, __ATOMIC_SEQ_CST);
-        if (st_flock(st->wlockfd, LOCK_EX) < 0) {
-            __atomic_store_n(&st->shm->waiting, 0, __ATOMIC_SEQ_CST);
-            return buf_error(why, "cannot lock %s/%s: %s", st->dir, STORE_LOCK_FILE,
-                             strerror(errno));
-        }
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        waited = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
-                 (uint64_t)((t1.tv_nsec - t0.tv_nsec) / 1000);
-        if (waited > st->max_wait_us)
-            st->max_wait_us = waited;
-    } else {
-        if (st_lock_ex(st, why) < 0)
+        /* the next batch of a bulk operation: the gate and handle are ours */
+        if (st_data_lock(st, why) < 0)
             return -1;
-        if (st->shm->dirty && st_recover(st, why) < 0)
-            goto error;
-        if ((st->wdb = st->be->open(st->dir, 1, 0, why)) == NULL)
-            goto error;
-        st->held = st->bulk;
-        st->tx_thread = pthread_self();
+    } else {
+        if (st_lock_ex(st, why) < 0) {
+            if (!st->bulk)
+                st_give(st);
+            return -1;
+        }
+        if ((st->shm->dirty && st_recover(st, why) < 0) ||
+            (st->wdb = st->be->open(st->dir, 1, 0, why)) == NULL) {
+            st_release(st);
+            return -1;
+        }
+        __atomic_store_n(&st->held, st->bulk, __ATOMIC_SEQ_CST);
     }
-    if (st->be->begin(st->wdb, why) < 0)
-        goto error;
+    /* dirty first: a crash from here on is recovered */
     __atomic_store_n(&st->shm->dirty, 1, __ATOMIC_SEQ_CST);
+    if (st->be->begin(st->wdb, why) < 0) {
+        __atomic_store_n(&st->shm->dirty, 0, __ATOMIC_SEQ_CST);
+        if (st->held)
+            st_data_unlock(st);
+        else
+            st_release(st);
+        return -1;
+    }
     st->in_tx = 1;
+    st->tx_failed = 0;
     st->tx_ops = 0;
     if (st->deltas == NULL)
         st->deltas = tcmapnew();
     tcmapclear(st->deltas);
     return 0;
-
-error:
-    st_release(st);
-    return -1;
 }
 
 /* st_flush_deltas - write the counter changes of this transaction */
@@ -761,21 +865,28 @@ static int st_flush_deltas(struct store *st, struct buf *why)
     return rc;
 }
 
-/* st_release - close the writer handle and give up every lock */
+/*
+ * st_release - close the writer handle and give up every lock, and the
+ * writer role unless a bulk operation goes on.  With the data lock, or
+ * between the batches of a bulk operation.
+ */
 static void st_release(struct store *st)
 {
     if (st->wdb)
         st->be->close(st->wdb, NULL);
     st->wdb = NULL;
     st->in_tx = 0;
-    st->held = 0;
-    st_unlock_ex(st);
+    __atomic_store_n(&st->held, 0, __ATOMIC_SEQ_CST);
+    if (st->shm)
+        st_unlock_ex(st);
+    if (!st->bulk)
+        st_give(st);
 }
 
 /*
  * st_end_tx - a transaction is over: give up the lock, or, between the
  * batches of a bulk operation, only the data lock, so that readers get in
- * while no other writer does (our handles stay valid, and warm).
+ * while no other writer does (our handle stays valid, and warm).
  */
 static void st_end_tx(struct store *st)
 {
@@ -784,27 +895,36 @@ static void st_end_tx(struct store *st)
         return;
     }
     st->in_tx = 0;
-    __atomic_store_n(&st->shm->waiting, 0, __ATOMIC_SEQ_CST);
-    st_flock(st->wlockfd, LOCK_UN);
+    st_data_unlock(st);
 }
 
 /* store_commit - see store.h */
 int store_commit(struct store *st, struct buf *why)
 {
-    if (!st->in_tx)
+    /* only the end of a bulk operation makes its batches durable */
+    int durable = !st->held || st->ending;
+
+    if (!st_own(st) || !st->in_tx)
         return buf_error(why, "no transaction is open");
-    if (st_flush_deltas(st, why) < 0 ||
-        st->be->commit_entries(st->wdb, !st->held, why) < 0) {
+    if (st->tx_failed) {
+        store_abort(st);
+        return buf_error(why, "a change in the transaction failed: it was rolled back");
+    }
+    if (st_flush_deltas(st, why) < 0) {
         store_abort(st);
         return -1;
     }
+    /* From here the entries may be ahead of the index until both commit. */
     __atomic_store_n(&st->shm->dirty, 2, __ATOMIC_SEQ_CST);
-    if (st->be->commit_index(st->wdb, !st->held, why) < 0) {
-        /* The entries are committed: rebuild the index from them now. */
+    if (st->be->commit_entries(st->wdb, durable, why) < 0 ||
+        st->be->commit_index(st->wdb, durable, why) < 0) {
+        /* Roll back what TC still can, and make the index match the entries. */
         st->be->abort(st->wdb);
         st->be->close(st->wdb, NULL);
         st->wdb = NULL;
         st_recover(st, NULL);
+        if (st->bulk)
+            st->bulk_failed = 1;
         st_release(st);
         return -1;
     }
@@ -817,11 +937,13 @@ int store_commit(struct store *st, struct buf *why)
 /* store_abort - see store.h */
 void store_abort(struct store *st)
 {
-    if (!st->in_tx)
+    if (!st_own(st) || !st->in_tx)
         return;
     st->be->abort(st->wdb);
     if (st->deltas)
         tcmapclear(st->deltas);
+    if (st->bulk)
+        st->bulk_failed = 1; /* the batch's changes are gone */
     __atomic_store_n(&st->shm->dirty, 0, __ATOMIC_SEQ_CST);
     st_end_tx(st);
 }
@@ -959,7 +1081,7 @@ static int entry_replace(struct store *st, const char *tenant, const char *ekey,
     buf_init(&k, 128);
     buf_init(&k2, 128);
     buf_init(&v, 128);
-    if (st->bulk) {
+    if (st->bulk && !st->undoing) {
         key_entry(&k, tenant, ekey, eklen);
         if (tcmapget(st->undo, k.data, (int)k.len, &sz) == NULL) {
             /* first touch in this bulk operation: remember the prior state */
@@ -989,11 +1111,11 @@ out:
     return rc;
 }
 
-/* st_tx_enter - make sure a transaction is open for one change */
+/* st_tx_enter - make sure a transaction of this thread is open for one change */
 static int st_tx_enter(struct store *st, int *own, struct buf *why)
 {
     *own = 0;
-    if (st->in_tx)
+    if (st_own(st) && st->in_tx)
         return 0;
     if (store_begin(st, why) < 0)
         return -1;
@@ -1001,12 +1123,18 @@ static int st_tx_enter(struct store *st, int *own, struct buf *why)
     return 0;
 }
 
-/* st_tx_leave - commit a change's own transaction, or a full bulk batch */
+/*
+ * st_tx_leave - commit a change's own transaction, or a full bulk batch.  A
+ * failed change rolls back the whole batch (the bulk operation cannot then
+ * be kept), and spoils the caller's explicit transaction.
+ */
 static int st_tx_leave(struct store *st, int own, int ok, struct buf *why)
 {
     if (!ok) {
         if (own || st->bulk)
             store_abort(st);
+        else
+            st->tx_failed = 1;
         return -1;
     }
     st->tx_ops++;
@@ -1208,10 +1336,34 @@ int store_remove(struct store *st, const char *tenant, enum store_list list,
 /* store_bulk_begin - see store.h */
 void store_bulk_begin(struct store *st)
 {
+    if (!st_own(st))
+        st_take(st);
     st->bulk = 1;
+    st->bulk_failed = 0;
     if (st->undo == NULL)
         st->undo = tcmapnew();
     tcmapclear(st->undo);
+}
+
+/*
+ * st_bulk_finish - the batches were committed without syncing: commit the
+ * last one durably, which syncs them all, or sync under the data lock.
+ */
+static int st_bulk_finish(struct store *st, struct buf *why)
+{
+    int rc = 0;
+
+    st->ending = 1;
+    if (st->in_tx) {
+        rc = store_commit(st, why);
+    } else if (st->held) {
+        if ((rc = st_data_lock(st, why)) == 0) {
+            rc = st->be->sync(st->wdb, why);
+            st_data_unlock(st);
+        }
+    }
+    st->ending = 0;
+    return rc;
 }
 
 /* st_undo - put every entry a failed bulk operation touched back as it was */
@@ -1226,6 +1378,7 @@ static int st_undo(struct store *st, struct buf *why)
     recset_init(&cur);
     recset_init(&prior);
     buf_init(&val, 256);
+    st->undoing = 1; /* the undo itself is not logged */
     tcmapiterinit(st->undo);
     while ((k = tcmapiternext(st->undo, &klen)) != NULL) {
         int vlen;
@@ -1251,8 +1404,9 @@ static int st_undo(struct store *st, struct buf *why)
             break;
         }
     }
-    if (rc == 0 && st->in_tx && store_commit(st, why) < 0)
+    if (rc == 0 && st_bulk_finish(st, why) < 0)
         rc = -1;
+    st->undoing = 0;
     recset_free(&cur);
     recset_free(&prior);
     buf_release(&val);
@@ -1264,18 +1418,18 @@ int store_bulk_end(struct store *st, int keep, struct buf *why)
 {
     int rc = 0;
 
-    if (!st->bulk)
+    if (!st->bulk || !st_own(st))
         return 0;
-    if (keep && st->in_tx && store_commit(st, why) < 0)
+    if (keep && st->bulk_failed) {
+        buf_error(why, "part of the bulk change failed");
         keep = 0;
-    /* The batches were committed without syncing: make them durable now. */
-    if (keep && st->held && st->be->sync(st->wdb, why) < 0)
+    }
+    if (keep && st_bulk_finish(st, why) < 0)
         keep = 0;
     if (!keep) {
         struct buf err;
 
         store_abort(st);
-        st->bulk = 0; /* the undo itself is not logged */
         buf_init(&err, 64);
         if (st_undo(st, &err) < 0) {
             msg_error("store %s: could not undo a failed bulk change: %s", st->dir,
@@ -1287,9 +1441,12 @@ int store_bulk_end(struct store *st, int keep, struct buf *why)
         rc = -1;
     }
     st->bulk = 0;
+    st->bulk_failed = 0;
     tcmapclear(st->undo);
-    if (st->held && !st->in_tx)
-        st_release(st);
+    if (st->held)
+        st_release(st); /* gives the writer role up too */
+    else
+        st_give(st);
     return rc;
 }
 
@@ -1297,14 +1454,16 @@ struct keylist {
     TCLIST *keys;
     size_t skip; /* bytes of prefix + time to drop from each key */
     size_t max;
+    int whole; /* keep the whole index key */
 };
 
-/* collect_key - gather index keys (the entry key part) up to max */
+/* collect_key - gather index keys (the entry key part, or whole) up to max */
 static int collect_key(const char *k, size_t klen, void *ctx)
 {
     struct keylist *kl = ctx;
+    size_t skip = kl->whole ? 0 : kl->skip;
 
-    tclistpush(kl->keys, k + kl->skip, (int)(klen - kl->skip));
+    tclistpush(kl->keys, k + skip, (int)(klen - skip));
     return (size_t)tclistnum(kl->keys) >= kl->max;
 }
 
@@ -1315,14 +1474,18 @@ long long store_clear(struct store *st, const char *tenant, enum store_list list
     struct buf prefix;
     struct keylist kl;
     long long removed = 0;
-    int own_bulk = !st->bulk, done = 0;
+    int own_bulk, done = 0;
 
     if (st_check_list(list, group, why) < 0)
         return -1;
+    if (st_own(st) && st->in_tx)
+        return buf_error(why, "a list cannot be cleared inside a transaction");
+    own_bulk = !(st_own(st) && st->bulk);
     buf_init(&prefix, 64);
     key_list_prefix(&prefix, tenant, list_tag[list], group);
     kl.skip = prefix.len + 8;
     kl.max = st->batch;
+    kl.whole = 1;
     kl.keys = tclistnew();
     if (own_bulk)
         store_bulk_begin(st);
@@ -1337,8 +1500,12 @@ long long store_clear(struct store *st, const char *tenant, enum store_list list
         for (int i = 0; i < tclistnum(kl.keys); i++) {
             int sz;
             const char *k = tclistval(kl.keys, i, &sz);
-            int rc = st_remove_key(st, tenant, list_tag[list], group, k, (size_t)sz, why);
+            int rc = st_remove_key(st, tenant, list_tag[list], group, k + kl.skip,
+                                   (size_t)sz - kl.skip, why);
 
+            /* an index key without its record (damage) must go too, or we loop */
+            if (rc == 0 && st->be->ix_del(st->wdb, k, (size_t)sz, why) < 0)
+                rc = -1;
             if (rc < 0)
                 goto error;
             removed += rc;
@@ -1536,8 +1703,10 @@ static int st_emit(struct store *st, const char *tenant, char tag, uint32_t grou
         struct store_record out;
         struct rec *r = NULL;
 
-        if ((db = st_rlock(st, why)) == NULL)
-            return -1;
+        if ((db = st_rlock(st, why)) == NULL) {
+            rc = -1;
+            break;
+        }
         found = st_get_entry(st, db, tenant, k, (size_t)sz, &val, &rs, why);
         if (found > 0 && (r = recset_find(&rs, tag, group)) != NULL)
             rec_view(r, &rv, &out);
@@ -1689,6 +1858,11 @@ int store_lookup(struct store *st, const char *tenant, const char *address,
     buf_init(&val, 256);
     recset_init(&rs);
     address_key(address, &key);
+    if (key.len == 0 || key.data[0] == '@' || strchr(key.data, '@') == NULL) {
+        buf_error(why, "not an address: \"%s\"", address);
+        rc = -1;
+        goto out;
+    }
     address_digests(key.data, key.len, md5, sha);
     {
         const char *dom = address_domain(key.data);
@@ -2100,48 +2274,53 @@ int store_group_delete(struct store *st, const char *tenant, uint32_t id,
 {
     struct store_group grp;
     struct buf k;
-    int found, ok = 0;
+    int found, ok = 0, own_bulk;
     uint32_t def;
     long long n;
 
     if (suppressions)
         *suppressions = 0;
+    if (st_own(st) && st->in_tx)
+        return buf_error(why, "a group cannot be deleted inside a transaction");
     found = store_group_get(st, tenant, id, &grp, why);
     if (found <= 0)
         return found;
-    /* First the suppressions (in batches), then the group itself. */
-    if ((n = store_clear(st, tenant, STORE_GROUP, id, why)) < 0)
-        return -1;
-    if (suppressions)
-        *suppressions = n;
-    if (store_begin(st, why) < 0)
-        return -1;
+    /*
+     * One bulk operation: the suppressions in batches, then the group, and
+     * a failure of the last step puts the suppressions back.
+     */
+    own_bulk = !(st_own(st) && st->bulk);
+    if (own_bulk)
+        store_bulk_begin(st);
+    if ((n = store_clear(st, tenant, STORE_GROUP, id, why)) < 0 ||
+        store_begin(st, why) < 0)
+        goto out;
     buf_init(&k, 64);
     key_group(&k, tenant, id);
     if (st->be->del(st->wdb, k.data, k.len, why) < 0 ||
         st->be->ix_del(st->wdb, k.data, k.len, why) < 0)
-        goto out;
+        goto abort;
     key_group_name(&k, tenant, grp.name);
     if (st->be->del(st->wdb, k.data, k.len, why) < 0)
-        goto out;
+        goto abort;
     key_tenant(&k, 'D', tenant);
     if (st_get_u32(st, st->wdb, &k, &def, why) < 0)
-        goto out;
+        goto abort;
     if (def == id && st->be->del(st->wdb, k.data, k.len, why) < 0)
-        goto out;
+        goto abort;
     ok = 1;
-out:
+abort:
     buf_release(&k);
     if (!ok)
         store_abort(st);
-    if (!ok || store_commit(st, why) < 0) {
-        /* the suppressions are gone (committed above); say so */
-        if (why)
-            buf_printf(why,
-                       "; the group's %lld suppressions were deleted but the group "
-                       "itself remains: delete it again",
-                       n);
+    else if (store_commit(st, why) < 0)
+        ok = 0;
+out:
+    if (own_bulk && store_bulk_end(st, ok, why) < 0)
+        ok = 0;
+    if (!ok)
         return -1;
-    }
+    if (suppressions)
+        *suppressions = n;
     return 1;
 }

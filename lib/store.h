@@ -33,50 +33,66 @@
  * CONCURRENCY.  Tokyo Cabinet's own lock is a whole-file fcntl lock held from
  * open to close, which would let one reading daemon starve every writer.  So
  * every handle is opened with the TC lock off (HDBONOLCK/BDBONOLCK) and this
- * module does the locking itself, with two lock files in the directory:
+ * module does the locking itself, with three lock files in the directory:
  *
  *   store.lock   a small header shared by mmap (generation number, a
  *                "writer waiting" flag, a "dirty" state) and the data lock:
  *                readers hold flock(LOCK_SH) around each operation, a writer
- *                holds flock(LOCK_EX) for its whole transaction;
- *   store.gate   taken LOCK_EX by a writer before it asks for the data lock.
+ *                holds flock(LOCK_EX) for each transaction;
+ *   store.gate   writers among themselves: LOCK_EX for a whole transaction,
+ *                or a whole bulk operation; readers never touch it;
+ *   store.turn   the turnstile that gives writers preference, which flock
+ *                lacks.
  *
- * A writer takes the gate, raises "writer waiting", then waits for the data
- * lock: readers that see the flag first queue on the gate (LOCK_SH, released
- * at once), so a writer waits only for the readers already inside (each a
- * few microseconds) and never for a stream of new ones: flock has no writer
- * preference of its own.  The writer opens the databases in writer mode
- * inside the lock, runs one TC transaction on each, commits, bumps the
- * generation and closes, so a writer's handle never outlives its lock (a TC
+ * A writer takes the turnstile (LOCK_EX), raises "writer waiting", waits for
+ * the data lock, and lets the turnstile go.  A reader that sees the flag
+ * queues on the turnstile (LOCK_SH) and keeps it until it has its shared data
+ * lock.  So a writer waits only for the readers already inside (each a few
+ * microseconds) and never for a stream of new ones; and the readers it held
+ * back are inside before its next turn, so a writer committing in a loop, or
+ * a bulk operation between batches, cannot starve them either.
+ *
+ * The writer opens the databases in writer mode after taking the gate, runs
+ * one TC transaction on each under the data lock, commits, bumps the
+ * generation and closes; a writer's handle never outlives the gate (a TC
  * writer's close rewrites the file header from its own cached view).
- *
  * Readers keep reader-mode handles open across operations, one per process,
- * shared by its threads (tchdbsetmutex), and compare the generation under
- * their shared lock: a changed generation makes the first thread that sees it
- * reopen the handles (a process-local rwlock keeps the others out meanwhile).
- * A committed change is therefore visible to the next lookup in any process.
- * flock locks belong to an open file description, so every thread gets its
- * own descriptor of store.lock (thread-specific data), and the same process
- * may hold a reader and a writer role without confusing the kernel.
+ * used by one thread at a time (a process mutex: TC's own mutexes yield the
+ * CPU on every call, see store_tc.c), and compare the generation under their
+ * shared lock: a changed generation reopens the handles, so a committed
+ * change is visible to the next lookup in any process.  flock locks belong to
+ * an open file description, so every thread reads through its own
+ * descriptors (thread-specific data).  In one process, one thread at a time
+ * writes: it holds a process mutex from store_begin (or store_bulk_begin) to
+ * the end, and other threads' changes wait for it; their reads are refused
+ * while a bulk operation of the process holds the writer handle.
  *
- * Writers hold the lock for one transaction; bulk operations (imports,
- * delete-all, group deletion) commit every store.write_batch records, so a
- * reader is never delayed by more than one batch (~20 ms at the default).
- * A bulk operation that fails part-way undoes the batches it had committed,
- * from an undo log of the entries it touched (store_bulk_begin/end): an
- * import either happens entirely or not at all, unless the process is killed.
+ * Bulk operations (imports, delete-all, group deletion) commit every
+ * store.write_batch records and let the data lock go between batches, so a
+ * reader waits at most for one batch (~50 ms at the default 5000); they keep the
+ * gate, so no other writer gets in between.  Their batches are committed
+ * without fsync and the last commit syncs everything (store_tc.c).  One that
+ * fails part-way, or is interrupted (store_set_interrupt), undoes the batches
+ * it had committed from an undo log of the entries it touched
+ * (store_bulk_begin/end): an import happens entirely or not at all, unless
+ * the process is killed outright (then the committed batches stay, each
+ * whole).
  *
- * CRASHES.  "dirty" is 1 while a transaction is open and 2 between the
- * commit of the entries and the commit of the index.  Whoever takes the lock
- * and finds it non-zero recovers: TC rolls back an interrupted transaction
- * from its write-ahead log when the file is opened for writing; state 2 means
- * the index may lag the entries, and it is rebuilt from them.
+ * CRASHES.  "dirty" is 1 while a transaction is open and 2 from just before
+ * the commit of the entries until the index has committed too.  Whoever
+ * takes the lock and finds it non-zero recovers: TC rolls back an
+ * interrupted transaction from its write-ahead log when the file is opened
+ * for writing; state 2 means the index may lag the entries, and it is
+ * rebuilt from them.  A reader that may write store.lock recovers by itself,
+ * so that a daemon's lookups do not wait for an administrator; one that may
+ * not reports "needs recovery by a writer".
  *
  * Errors are returned (-1 and a reason), never fatal: the milter calls this.
  */
 #ifndef SG_STORE_H
 #define SG_STORE_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -175,13 +191,21 @@ void store_close(struct store *st);
 /* store_set_batch - records per transaction in bulk operations */
 void store_set_batch(struct store *st, size_t batch);
 
+/*
+ * store_set_interrupt - once *flag is non-zero (a signal handler sets it),
+ * a bulk operation stops before its next batch and store_bulk_end undoes it,
+ * as after any failure.  Single changes are not affected.
+ */
+void store_set_interrupt(struct store *st, volatile sig_atomic_t *flag);
+
 /* store_list_name - "bounces", "spam_reports", "unsubscribes", "group", "allow" */
 const char *store_list_name(enum store_list list);
 
 /*
  * Explicit transactions, for a caller making several changes that belong
  * together.  Single changes outside one make their own.  Keep them short: the
- * exclusive lock is held from begin to commit.
+ * exclusive lock is held from begin to commit.  If a change inside one fails,
+ * store_commit refuses and rolls everything back.
  */
 int store_begin(struct store *st, struct buf *why);
 int store_commit(struct store *st, struct buf *why);
@@ -189,8 +213,10 @@ void store_abort(struct store *st);
 
 /*
  * Bulk operations: between store_bulk_begin and store_bulk_end every entry
- * touched is remembered; store_bulk_end(st, 0) undoes them all.  store_add
- * and store_remove inside a bulk commit by themselves every batch.
+ * touched is remembered; store_bulk_end(st, 0) undoes them all, and so does
+ * store_bulk_end(st, 1) if a change failed.  store_add and store_remove
+ * inside a bulk commit by themselves every batch.  The calling thread is the
+ * store's writer from begin to end.
  */
 void store_bulk_begin(struct store *st);
 int store_bulk_end(struct store *st, int keep, struct buf *why);

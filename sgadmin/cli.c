@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +187,47 @@ const char *cli_store_dir(struct cli *c, int *status)
     return c->store_dir ? c->store_dir : conf_string(c->conf, "store.path");
 }
 
+/* The signal that asked a writing command to stop, or 0. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+/*
+ * catch_stop_signals - a writing command is not killed by INT, TERM or HUP
+ * in the middle of a bulk change: the store stops it at the next batch and
+ * undoes it, and cli_finish() then dies of the signal as it would have.
+ */
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+/* cli_interrupted - see cli.h */
+int cli_interrupted(void)
+{
+    return stop_signal != 0;
+}
+
+/* cli_finish - see cli.h */
+int cli_finish(int status)
+{
+    if (stop_signal) {
+        signal(stop_signal, SIG_DFL);
+        raise(stop_signal);
+    }
+    return status;
+}
+
 /* cli_open - see cli.h */
 int cli_open(struct cli *c, int mode)
 {
@@ -208,6 +250,10 @@ int cli_open(struct cli *c, int mode)
         return status;
     }
     store_set_batch(c->st, (size_t)conf_int(c->conf, "store.write_batch"));
+    if (mode & STORE_WRITE) {
+        catch_stop_signals();
+        store_set_interrupt(c->st, &stop_signal);
+    }
     c->store_dir = dir;
     buf_release(&why);
     return 0;

@@ -66,6 +66,12 @@ const char *cli_store_dir(struct cli *c, int *status);
 /* cli_open - load the configuration and open the store */
 int cli_open(struct cli *c, int mode);
 void cli_close(struct cli *c);
+/*
+ * cli_interrupted - a writing command was asked to stop (INT, TERM, HUP);
+ * cli_finish - the exit status, unless so: then die of that signal.
+ */
+int cli_interrupted(void);
+int cli_finish(int status);
 
 /* cli_number - parse a non-negative integer option in [min, max] */
 int cli_number(struct cli *c, const char *name, const char *text, long long min,

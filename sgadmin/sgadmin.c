@@ -151,6 +151,6 @@ int main(int argc, char **argv)
     rc = v->run(&c, argc - i, argv + i);
     cli_close(&c);
     if (fflush(stdout) != 0 || ferror(stdout))
-        return cli_fail(EX_IOERR, "cannot write the output");
-    return rc;
+        rc = cli_fail(EX_IOERR, "cannot write the output");
+    return cli_finish(rc);
 }
