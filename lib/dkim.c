@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <stdarg.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -72,6 +73,7 @@ struct dkim_sign {
     struct field *fields;
     size_t nfields, cap;
     int failed;
+    struct buf failure; /* why the first refused field was refused */
 };
 
 /* dkim_alg_name - see dkim.h */
@@ -201,6 +203,21 @@ int dkim_key_dns(const struct dkim_key *key, struct buf *txt, struct buf *why)
     return 0;
 }
 
+/* dkim_txt_strings - see dkim.h */
+void dkim_txt_strings(const char *txt, struct buf *out)
+{
+    size_t len = strlen(txt);
+
+    buf_reset(out);
+    for (size_t off = 0; off < len || off == 0; off += DKIM_TXT_STRING_MAX) {
+        size_t n = len - off < DKIM_TXT_STRING_MAX ? len - off : DKIM_TXT_STRING_MAX;
+
+        buf_printf(out, "%s\"%.*s\"", off ? " " : "", (int)n, txt + off);
+        if (len == 0)
+            break;
+    }
+}
+
 /* Parameters. */
 
 /* dkim_params_init - see dkim.h */
@@ -317,6 +334,7 @@ struct dkim_sign *dkim_sign_new(const struct dkim_key *key, const struct dkim_pa
     struct dkim_sign *ds = mycalloc(1, sizeof(*ds));
 
     ds->key = key;
+    buf_init(&ds->failure, 64);
     if (p)
         ds->p = *p;
     else
@@ -335,10 +353,29 @@ void dkim_sign_free(struct dkim_sign *ds)
     if (ds == NULL)
         return;
     EVP_MD_CTX_free(ds->body_md);
+    buf_release(&ds->failure);
     for (size_t i = 0; i < ds->nfields; i++)
         myfree(ds->fields[i].text);
     myfree(ds->fields);
     myfree(ds);
+}
+
+/* refuse - a field that cannot be signed: remember the first reason, return -1 */
+static int refuse(struct dkim_sign *ds, struct buf *why, const char *fmt, ...)
+    SG_PRINTF(3, 4);
+static int refuse(struct dkim_sign *ds, struct buf *why, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!ds->failed) {
+        va_start(ap, fmt);
+        buf_verror(&ds->failure, fmt, ap);
+        va_end(ap);
+        ds->failed = 1;
+    }
+    if (why)
+        buf_set(why, buf_str(&ds->failure));
+    return -1;
 }
 
 /* dkim_sign_header - see dkim.h */
@@ -349,23 +386,17 @@ int dkim_sign_header(struct dkim_sign *ds, const char *field, size_t len, struct
     size_t namelen, linelen = 0;
     struct field *f;
 
-    if (colon == NULL) {
-        ds->failed = 1;
-        return buf_error(why, "a header field without a colon cannot be signed");
-    }
+    if (colon == NULL)
+        return refuse(ds, why, "a header field without a colon cannot be signed");
     namelen = (size_t)(colon - field);
     while (namelen && (field[namelen - 1] == ' ' || field[namelen - 1] == '\t'))
         namelen--; /* RFC 822 allowed "Name : value" */
-    if (namelen == 0) {
-        ds->failed = 1;
-        return buf_error(why, "a header field without a name cannot be signed");
-    }
+    if (namelen == 0)
+        return refuse(ds, why, "a header field without a name cannot be signed");
     for (size_t i = 0; i < namelen; i++)
-        if ((unsigned char)field[i] <= ' ' || (unsigned char)field[i] >= 127) {
-            ds->failed = 1;
-            return buf_error(why, "header field name '%.*s' is not printable ASCII",
-                             (int)(namelen > 60 ? 60 : namelen), field);
-        }
+        if ((unsigned char)field[i] <= ' ' || (unsigned char)field[i] >= 127)
+            return refuse(ds, why, "header field name '%.*s' is not printable ASCII",
+                          (int)(namelen > 60 ? 60 : namelen), field);
     /* Line ends as sent: CRLF everywhere, one at the end. */
     buf_init(&t, len + 4);
     for (size_t i = 0; i < len; i++) {
@@ -385,9 +416,8 @@ int dkim_sign_header(struct dkim_sign *ds, const char *field, size_t len, struct
         }
         if (++linelen > DKIM_HEADER_MAX) {
             buf_release(&t);
-            ds->failed = 1;
-            return buf_error(why, "header field %.*s has a line over %d bytes",
-                             (int)(namelen > 60 ? 60 : namelen), field, DKIM_HEADER_MAX);
+            return refuse(ds, why, "header field %.*s has a line over %d bytes",
+                          (int)(namelen > 60 ? 60 : namelen), field, DKIM_HEADER_MAX);
         }
         buf_putc(&t, c);
     }
@@ -464,43 +494,185 @@ static void fold_add(struct buf *h, size_t *col, const char *text)
     *col += len;
 }
 
+/*
+ * hlist_next - the next name of an h= value: its start and length, white
+ * space and folding around it skipped; NULL at the end.
+ */
+static const char *hlist_next(const char **pp, const char *end, size_t *len)
+{
+    const char *p = *pp, *start;
+
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ':'))
+        p++;
+    if (p >= end)
+        return NULL;
+    start = p;
+    while (p < end && *p != ':' && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+        p++;
+    *len = (size_t)(p - start);
+    *pp = p;
+    return start;
+}
+
+/*
+ * tag_value - the value of tag "name" in a DKIM-Signature field (after
+ * "Name:"), to the ';' or the end.  NULL if absent.
+ */
+static const char *tag_value(const char *text, size_t len, const char *name, size_t *vlen)
+{
+    const char *p = memchr(text, ':', len), *end = text + len;
+    size_t nlen = strlen(name);
+
+    if (p == NULL)
+        return NULL;
+    for (p++; p < end;) {
+        const char *semi = memchr(p, ';', (size_t)(end - p)), *t = p;
+        const char *stop = semi ? semi : end;
+
+        while (t < stop && (*t == ' ' || *t == '\t' || *t == '\r' || *t == '\n'))
+            t++;
+        if ((size_t)(stop - t) > nlen && strncmp(t, name, nlen) == 0) {
+            const char *q = t + nlen;
+
+            while (q < stop && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
+                q++;
+            if (q < stop && *q == '=') {
+                *vlen = (size_t)(stop - q - 1);
+                return q + 1;
+            }
+        }
+        p = stop + 1;
+    }
+    return NULL;
+}
+
+/*
+ * sign_field - the one signing step behind dkim_sign_end and
+ * dkim_sign_end_as: "field" holds a DKIM-Signature field complete but for
+ * the value of b=, which is its last tag; the fields named by its h= are
+ * hashed (each name taking the next instance from the bottom, none if there
+ * is no more: RFC 6376 5.4.2), then the field itself, and the signature is
+ * appended to it.
+ */
+static int sign_field(struct dkim_sign *ds, size_t col, struct buf *field,
+                      struct buf *why)
+{
+    unsigned char digest[32], sig[1024];
+    size_t siglen = sizeof(sig), hlen, nlen;
+    struct buf data, b64;
+    EVP_MD_CTX *ctx = NULL;
+    unsigned int dlen = 32;
+    unsigned char *used;
+    const char *h, *hend, *name;
+    int rc = -1;
+
+    if ((h = tag_value(field->data, field->len, "h", &hlen)) == NULL)
+        return buf_error(why, "the DKIM-Signature field has no h= tag");
+    hend = h + hlen;
+    buf_init(&data, 4096);
+    buf_init(&b64, 512);
+    used = mycalloc(ds->nfields + 1, 1);
+    while ((name = hlist_next(&h, hend, &nlen)) != NULL) {
+        for (size_t i = ds->nfields; i-- > 0;) {
+            if (used[i] || ds->fields[i].namelen != nlen ||
+                strncasecmp(ds->fields[i].text, name, nlen) != 0)
+                continue;
+            used[i] = 1;
+            canon_field(ds->p.header_canon, ds->fields[i].text, ds->fields[i].len,
+                        ds->fields[i].namelen, &data);
+            break;
+        }
+    }
+    myfree(used);
+    /* then this field, b= empty, without a final CRLF */
+    {
+        size_t start = data.len;
+
+        canon_field(ds->p.header_canon, field->data, field->len, strlen("DKIM-Signature"),
+                    &data);
+        /* relaxed canonicalisation ends the field with CRLF: not this one */
+        if (data.len >= start + 2 && data.data[data.len - 2] == '\r' &&
+            data.data[data.len - 1] == '\n')
+            buf_truncate(&data, data.len - 2);
+    }
+    if ((ctx = EVP_MD_CTX_new()) == NULL)
+        msg_fatal("out of memory");
+    if (ds->key->alg == DKIM_RSA_SHA256) {
+        if (EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, ds->key->pkey) != 1 ||
+            EVP_DigestSign(ctx, sig, &siglen, (unsigned char *)data.data, data.len) !=
+                1) {
+            buf_error(why, "RSA signing failed");
+            goto out;
+        }
+    } else {
+        /* RFC 8463: Ed25519 signs the SHA-256 of the data */
+        if (EVP_Digest(data.data, data.len, digest, &dlen, EVP_sha256(), NULL) != 1 ||
+            EVP_DigestSignInit(ctx, NULL, NULL, NULL, ds->key->pkey) != 1 ||
+            EVP_DigestSign(ctx, sig, &siglen, digest, dlen) != 1) {
+            buf_error(why, "Ed25519 signing failed");
+            goto out;
+        }
+    }
+    base64(&b64, sig, siglen);
+    /* b= folded in 72-character pieces */
+    for (size_t off = 0; off < b64.len; off += 72) {
+        size_t n = b64.len - off < 72 ? b64.len - off : 72;
+
+        if (off > 0 || col + n > 78) {
+            buf_puts(field, "\r\n\t");
+            col = 1;
+        }
+        buf_append(field, b64.data + off, n);
+        col += n;
+    }
+    rc = 0;
+out:
+    EVP_MD_CTX_free(ctx);
+    buf_release(&data);
+    buf_release(&b64);
+    return rc;
+}
+
+/* sign_ready - can the message be signed at all? */
+static int sign_ready(struct dkim_sign *ds, struct buf *why)
+{
+    if (ds->failed)
+        return buf_error(why, "the message cannot be signed: %s", buf_str(&ds->failure));
+    for (size_t i = 0; i < ds->nfields; i++)
+        if (name_is(&ds->fields[i], "From"))
+            return 0;
+    return buf_error(why, "the message has no From field to sign");
+}
+
 /* dkim_sign_end - see dkim.h */
 int dkim_sign_end(struct dkim_sign *ds, struct buf *field, struct buf *why)
 {
-    unsigned char bh[32], digest[32], sig[1024];
-    size_t siglen = sizeof(sig), col;
-    struct buf hlist, data, tag, b64;
-    EVP_MD_CTX *ctx = NULL;
-    unsigned int dlen = 32;
-    int from = 0, rc = -1;
+    unsigned char bh[32];
+    size_t col;
+    struct buf hlist, tag;
     time_t now = ds->p.now ? ds->p.now : time(NULL);
 
-    if (ds->failed)
-        return buf_error(why, "the message has a header field that cannot be signed");
-    for (size_t i = 0; i < ds->nfields; i++)
-        from += name_is(&ds->fields[i], "From");
-    if (from == 0)
-        return buf_error(why, "the message has no From field to sign");
+    if (sign_ready(ds, why) < 0)
+        return -1;
     body_final(ds, bh);
     buf_init(&hlist, 256);
-    buf_init(&data, 4096);
     buf_init(&tag, 128);
-    buf_init(&b64, 512);
 
-    /* h=: every occurrence of each listed name, bottom-up; From once more.
-       The hash input takes the fields in that order. */
+    /*
+     * h=: each listed name (once, however often listed) as many times as it
+     * occurs, so that every instance is signed, bottom-up; From once more,
+     * so that no From can be added.
+     */
     for (const char *const *name = ds->p.headers; *name; name++) {
-        int over = strcasecmp(*name, "From") == 0;
+        int n = strcasecmp(*name, "From") == 0, dup = 0;
 
-        for (size_t i = ds->nfields; i-- > 0;) {
-            if (!name_is(&ds->fields[i], *name))
-                continue;
-            canon_field(ds->p.header_canon, ds->fields[i].text, ds->fields[i].len,
-                        ds->fields[i].namelen, &data);
-            buf_printf(&hlist, "%s%.*s", hlist.len ? ":" : "", (int)ds->fields[i].namelen,
-                       ds->fields[i].text);
-        }
-        if (over)
+        for (const char *const *prev = ds->p.headers; prev < name; prev++)
+            dup |= strcasecmp(*prev, *name) == 0;
+        if (dup)
+            continue;
+        for (size_t i = 0; i < ds->nfields; i++)
+            n += name_is(&ds->fields[i], *name);
+        while (n-- > 0)
             buf_printf(&hlist, "%s%s", hlist.len ? ":" : "", *name);
     }
 
@@ -556,56 +728,39 @@ int dkim_sign_end(struct dkim_sign *ds, struct buf *field, struct buf *why)
     buf_putc(&tag, ';');
     fold_add(field, &col, buf_str(&tag));
     fold_add(field, &col, "b=");
-
-    /* Hash input: the signed fields, then this field without its CRLF. */
-    {
-        size_t start = data.len;
-
-        canon_field(ds->p.header_canon, field->data, field->len, strlen("DKIM-Signature"),
-                    &data);
-        /* relaxed canonicalisation ends the field with CRLF: not this one */
-        if (data.len >= start + 2 && data.data[data.len - 2] == '\r' &&
-            data.data[data.len - 1] == '\n')
-            buf_truncate(&data, data.len - 2);
-    }
-    if ((ctx = EVP_MD_CTX_new()) == NULL)
-        msg_fatal("out of memory");
-    if (ds->key->alg == DKIM_RSA_SHA256) {
-        if (EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, ds->key->pkey) != 1 ||
-            EVP_DigestSign(ctx, sig, &siglen, (unsigned char *)data.data, data.len) !=
-                1) {
-            buf_error(why, "RSA signing failed");
-            goto out;
-        }
-    } else {
-        /* RFC 8463: Ed25519 signs the SHA-256 of the data */
-        if (EVP_Digest(data.data, data.len, digest, &dlen, EVP_sha256(), NULL) != 1 ||
-            EVP_DigestSignInit(ctx, NULL, NULL, NULL, ds->key->pkey) != 1 ||
-            EVP_DigestSign(ctx, sig, &siglen, digest, dlen) != 1) {
-            buf_error(why, "Ed25519 signing failed");
-            goto out;
-        }
-    }
-    base64(&b64, sig, siglen);
-    /* b= folded in 72-character pieces */
-    for (size_t off = 0; off < b64.len; off += 72) {
-        size_t n = b64.len - off < 72 ? b64.len - off : 72;
-
-        if (off > 0 || col + n > 78) {
-            buf_puts(field, "\r\n\t");
-            col = 1;
-        }
-        buf_append(field, b64.data + off, n);
-        col += n;
-    }
-    rc = 0;
-out:
-    EVP_MD_CTX_free(ctx);
     buf_release(&hlist);
-    buf_release(&data);
     buf_release(&tag);
-    buf_release(&b64);
-    return rc;
+    return sign_field(ds, col, field, why);
+}
+
+/* dkim_sign_end_as - see dkim.h */
+int dkim_sign_end_as(struct dkim_sign *ds, const char *unsigned_field, struct buf *field,
+                     struct buf *why)
+{
+    unsigned char bh[32];
+    const char *nl;
+    size_t len = strlen(unsigned_field), blen;
+    const char *b;
+
+    if (sign_ready(ds, why) < 0)
+        return -1;
+    body_final(ds, bh);
+    b = tag_value(unsigned_field, len, "b", &blen);
+    if (b == NULL || blen != 0 || b + blen != unsigned_field + len)
+        return buf_error(why, "the DKIM-Signature field must end with an empty b=");
+    buf_set(field, unsigned_field);
+    nl = strrchr(unsigned_field, '\n');
+    return sign_field(ds, nl ? strlen(nl + 1) : len, field, why);
+}
+
+/* dkim_sign_body_hash - see dkim.h */
+void dkim_sign_body_hash(struct dkim_sign *ds, struct buf *b64)
+{
+    unsigned char bh[32];
+
+    body_final(ds, bh);
+    buf_reset(b64);
+    base64(b64, bh, 32);
 }
 
 /* next_field - the extent of the header field at p (to the start of the next) */

@@ -56,6 +56,15 @@ const char *dkim_alg_name(enum dkim_alg alg); /* "rsa-sha256", "ed25519-sha256" 
  */
 int dkim_key_dns(const struct dkim_key *key, struct buf *txt, struct buf *why);
 
+/*
+ * dkim_txt_strings - the record as DNS zone files write it: quoted strings
+ * of at most 255 bytes each (RFC 1035 character-strings), separated by
+ * spaces; a resolver joins them back.  The record holds no quotes or
+ * backslashes, so none are escaped.
+ */
+#define DKIM_TXT_STRING_MAX 255
+void dkim_txt_strings(const char *txt, struct buf *out);
+
 struct dkim_params {
     enum dkim_canon header_canon, body_canon;
     const char *const *headers; /* names to sign; NULL: dkim_default_headers */
@@ -86,6 +95,19 @@ void dkim_sign_body(struct dkim_sign *ds, const char *data, size_t len);
  * folded with CRLF TAB, no final CRLF).  0, or -1 with why filled.
  */
 int dkim_sign_end(struct dkim_sign *ds, struct buf *field, struct buf *why);
+
+/*
+ * dkim_sign_end_as - sign with a DKIM-Signature field written by the caller
+ * ("DKIM-Signature: v=1; ...", every tag, folded as wanted, ending with an
+ * empty "b="): the fields its h= names are signed, its bh= is taken as it
+ * is.  For reproducing published examples (RFC 8463 Appendix A) and tags
+ * this module does not write.  Use it or dkim_sign_end, once.
+ */
+int dkim_sign_end_as(struct dkim_sign *ds, const char *unsigned_field, struct buf *field,
+                     struct buf *why);
+
+/* dkim_sign_body_hash - instead of signing: the body hash, base64 (bh=) */
+void dkim_sign_body_hash(struct dkim_sign *ds, struct buf *b64);
 
 void dkim_sign_free(struct dkim_sign *ds);
 
