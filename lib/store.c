@@ -300,7 +300,10 @@ static struct rfds *st_thread_fds(struct store *st, struct buf *why)
     fds->lock = open(buf_str(&path), O_RDONLY | O_CLOEXEC);
     buf_setf(&path, "%s/%s", st->dir, STORE_TURN_FILE);
     fds->turn = fds->lock < 0 ? -1 : open(buf_str(&path), O_RDONLY | O_CLOEXEC);
-    if (fds->turn < 0) {
+    /* a store no writer has opened since store.turn came in: no turnstile */
+    if (fds->lock >= 0 && fds->turn < 0 && errno == ENOENT) {
+        fds->turn = -2;
+    } else if (fds->turn < 0) {
         buf_error(why, "cannot open %s: %s", buf_str(&path), strerror(errno));
         if (fds->lock >= 0)
             close(fds->lock);
@@ -320,7 +323,8 @@ static void st_close_thread_fds(void *p)
 
     if (fds) {
         close(fds->lock);
-        close(fds->turn);
+        if (fds->turn >= 0)
+            close(fds->turn);
         myfree(fds);
     }
 }
@@ -355,6 +359,20 @@ static void st_give(struct store *st)
     pthread_mutex_unlock(&st->wmu);
 }
 
+/*
+ * st_wait_ex - a writer's wait for an exclusive lock: restarted after
+ * signals, unless the interrupt flag is set (a queued sgadmin stops on ^C).
+ */
+static int st_wait_ex(struct store *st, int fd)
+{
+    int rc;
+
+    while ((rc = flock(fd, LOCK_EX)) < 0 && errno == EINTR)
+        if (st->stop && *st->stop && !st->undoing)
+            break;
+    return rc;
+}
+
 static int st_recover(struct store *st, struct buf *why);
 
 /*
@@ -368,11 +386,11 @@ static int st_data_lock(struct store *st, struct buf *why)
     uint64_t waited;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (st_flock(st->wturnfd, LOCK_EX) < 0)
+    if (st_wait_ex(st, st->wturnfd) < 0)
         return buf_error(why, "cannot lock %s/%s: %s", st->dir, STORE_TURN_FILE,
                          strerror(errno));
     __atomic_store_n(&st->shm->waiting, 1, __ATOMIC_SEQ_CST);
-    if (st_flock(st->wlockfd, LOCK_EX) < 0) {
+    if (st_wait_ex(st, st->wlockfd) < 0) {
         buf_error(why, "cannot lock %s/%s: %s", st->dir, STORE_LOCK_FILE,
                   strerror(errno));
         __atomic_store_n(&st->shm->waiting, 0, __ATOMIC_SEQ_CST);
@@ -404,7 +422,7 @@ static int st_lock_ex(struct store *st, struct buf *why)
     if (st->wlockfd < 0)
         return buf_error(why, "store %s: %s/%s is not writable by this process", st->dir,
                          st->dir, STORE_LOCK_FILE);
-    if (st_flock(st->wgatefd, LOCK_EX) < 0)
+    if (st_wait_ex(st, st->wgatefd) < 0)
         return buf_error(why, "cannot lock %s/%s: %s", st->dir, STORE_GATE_FILE,
                          strerror(errno));
     if (st_data_lock(st, why) < 0) {
@@ -482,7 +500,7 @@ static struct store_db *st_rlock(struct store *st, struct buf *why)
         return NULL;
     for (;;) {
         /* A writer is waiting: queue behind it in the turnstile. */
-        int turn = __atomic_load_n(&st->shm->waiting, __ATOMIC_SEQ_CST) != 0;
+        int turn = fds->turn >= 0 && __atomic_load_n(&st->shm->waiting, __ATOMIC_SEQ_CST);
 
         if (turn)
             st_flock(fds->turn, LOCK_SH);
@@ -502,6 +520,14 @@ static struct store_db *st_rlock(struct store *st, struct buf *why)
             return NULL;
     }
     pthread_mutex_lock(&st->use);
+    if (__atomic_load_n(&st->held, __ATOMIC_SEQ_CST)) {
+        /* a bulk operation of this process began meanwhile: its handle is open */
+        pthread_mutex_unlock(&st->use);
+        st_flock(fds->lock, LOCK_UN);
+        return buf_error(why, "store %s is busy with a bulk change in this process",
+                         st->dir),
+               NULL;
+    }
     if (st->rdb == NULL ||
         st->rgen != __atomic_load_n(&st->shm->generation, __ATOMIC_SEQ_CST)) {
         /* a writer committed since this handle was opened: reopen */
@@ -661,7 +687,8 @@ struct store *store_open(const char *dir, int mode, struct buf *why)
         goto error;
     }
     if (st->shm_rw) {
-        int flags = O_RDWR | (rw ? O_CREAT : 0);
+        /* created by any process that may (stores from before store.turn) */
+        int flags = O_RDWR | O_CREAT;
 
         st->wgatefd = st_open_lockfile(dir, STORE_GATE_FILE, flags, why);
         st->wturnfd =
@@ -789,24 +816,31 @@ int store_begin(struct store *st, struct buf *why)
         return buf_error(why, "store %s is open read-only", st->dir);
     if (st_own(st) && st->in_tx)
         return buf_error(why, "a transaction is already open");
-    if (st->bulk && st_own(st) && !st->undoing && st->stop && *st->stop)
-        return buf_error(why, "interrupted"); /* store_bulk_end undoes the rest */
+    if (st->bulk && st_own(st) && !st->undoing) {
+        /* store_bulk_end undoes what a failed or interrupted bulk did */
+        if (st->bulk_failed)
+            return buf_error(why, "an earlier part of this bulk change failed");
+        if (st->stop && *st->stop) {
+            st->bulk_failed = 1;
+            return buf_error(why, "interrupted");
+        }
+    }
     if (!st_own(st))
         st_take(st);
     if (st->held) {
         /* the next batch of a bulk operation: the gate and handle are ours */
         if (st_data_lock(st, why) < 0)
-            return -1;
+            goto failed;
     } else {
         if (st_lock_ex(st, why) < 0) {
             if (!st->bulk)
                 st_give(st);
-            return -1;
+            goto failed;
         }
         if ((st->shm->dirty && st_recover(st, why) < 0) ||
             (st->wdb = st->be->open(st->dir, 1, 0, why)) == NULL) {
             st_release(st);
-            return -1;
+            goto failed;
         }
         __atomic_store_n(&st->held, st->bulk, __ATOMIC_SEQ_CST);
     }
@@ -818,7 +852,7 @@ int store_begin(struct store *st, struct buf *why)
             st_data_unlock(st);
         else
             st_release(st);
-        return -1;
+        goto failed;
     }
     st->in_tx = 1;
     st->tx_failed = 0;
@@ -827,6 +861,11 @@ int store_begin(struct store *st, struct buf *why)
         st->deltas = tcmapnew();
     tcmapclear(st->deltas);
     return 0;
+
+failed:
+    if (st->bulk && !st->undoing)
+        st->bulk_failed = 1;
+    return -1;
 }
 
 /* st_flush_deltas - write the counter changes of this transaction */
@@ -925,7 +964,11 @@ int store_commit(struct store *st, struct buf *why)
         st_recover(st, NULL);
         if (st->bulk)
             st->bulk_failed = 1;
-        st_release(st);
+        /* a bulk keeps the gate, so that its undo overwrites no one's work */
+        if (st->held && (st->wdb = st->be->open(st->dir, 1, 0, NULL)) != NULL)
+            st_end_tx(st);
+        else
+            st_release(st);
         return -1;
     }
     __atomic_add_fetch(&st->shm->generation, 1, __ATOMIC_SEQ_CST);
@@ -968,7 +1011,7 @@ static int rebuild_one(const char *k, size_t klen, const char *v, size_t vlen, v
 
     if (tlen + 1 >= klen)
         return 0;
-    if (k[0] == 'G') {
+    if (k[0] == 'G' || k[0] == 'K') {
         if (rb->st->be->ix_put(rb->db, k, klen, rb->why) < 0)
             return rb->rc = -1;
     } else if (k[0] == 'E') {
@@ -1424,6 +1467,10 @@ int store_bulk_end(struct store *st, int keep, struct buf *why)
         buf_error(why, "part of the bulk change failed");
         keep = 0;
     }
+    if (keep && st->stop && *st->stop) {
+        buf_error(why, "interrupted");
+        keep = 0;
+    }
     if (keep && st_bulk_finish(st, why) < 0)
         keep = 0;
     if (!keep) {
@@ -1523,6 +1570,7 @@ error:
     tclistdel(kl.keys);
     buf_release(&prefix);
     store_abort(st);
+    st->bulk_failed = 1;
     if (own_bulk)
         store_bulk_end(st, 0, why);
     return -1;
@@ -2276,22 +2324,31 @@ int store_group_delete(struct store *st, const char *tenant, uint32_t id,
     struct buf k;
     int found, ok = 0, own_bulk;
     uint32_t def;
-    long long n;
+    long long n = 0;
 
     if (suppressions)
         *suppressions = 0;
     if (st_own(st) && st->in_tx)
         return buf_error(why, "a group cannot be deleted inside a transaction");
-    found = store_group_get(st, tenant, id, &grp, why);
-    if (found <= 0)
-        return found;
     /*
-     * One bulk operation: the suppressions in batches, then the group, and
-     * a failure of the last step puts the suppressions back.
+     * One bulk operation: the group read under the gate (no other writer can
+     * rename it meanwhile), the suppressions in batches, then the group; a
+     * failure of the last step puts the suppressions back.
      */
     own_bulk = !(st_own(st) && st->bulk);
     if (own_bulk)
         store_bulk_begin(st);
+    if (store_begin(st, why) < 0) {
+        found = -1;
+        goto out;
+    }
+    found = st_group_read(st, st->wdb, tenant, id, &grp, why);
+    if (store_commit(st, why) < 0) /* nothing changed: it ends the read */
+        found = -1;
+    if (found <= 0) {
+        ok = found == 0;
+        goto out;
+    }
     if ((n = store_clear(st, tenant, STORE_GROUP, id, why)) < 0 ||
         store_begin(st, why) < 0)
         goto out;
@@ -2316,11 +2373,166 @@ abort:
     else if (store_commit(st, why) < 0)
         ok = 0;
 out:
+    if (!ok && !own_bulk)
+        st->bulk_failed = 1;
     if (own_bulk && store_bulk_end(st, ok, why) < 0)
         ok = 0;
     if (!ok)
         return -1;
     if (suppressions)
         *suppressions = n;
-    return 1;
+    return found;
+}
+
+/* DKIM keys. */
+
+/* key_dkim - "K" domain NUL selector (the index holds the same key) */
+static void key_dkim(struct buf *k, const char *domain, const char *selector)
+{
+    key_tenant(k, 'K', domain);
+    buf_puts(k, selector);
+}
+
+/* dkim_decode - value: algorithm NUL bits NUL path NUL created */
+static int dkim_decode(const char *v, size_t vlen, const char *domain,
+                       const char *selector, struct store_dkim *out)
+{
+    const char *f[4], *p = v, *end = v + vlen;
+
+    for (int i = 0; i < 4; i++) {
+        const char *nul = memchr(p, 0, (size_t)(end - p));
+
+        if (nul == NULL)
+            return -1;
+        f[i] = p;
+        p = nul + 1;
+    }
+    out->domain = domain;
+    out->selector = selector;
+    out->algorithm = f[0];
+    out->bits = atoi(f[1]);
+    out->path = f[2];
+    out->created = strtoll(f[3], NULL, 10);
+    return 0;
+}
+
+/* store_dkim_put - see store.h */
+int store_dkim_put(struct store *st, const struct store_dkim *key, int *replaced,
+                   struct buf *why)
+{
+    struct buf k, v;
+    int own, found, ok = 0;
+
+    if (!*key->domain || !*key->selector)
+        return buf_error(why, "a DKIM key needs a domain and a selector");
+    if (st_tx_enter(st, &own, why) < 0)
+        return -1;
+    buf_init(&k, 128);
+    buf_init(&v, 256);
+    key_dkim(&k, key->domain, key->selector);
+    if ((found = st->be->get(st->wdb, k.data, k.len, &v, why)) < 0)
+        goto out;
+    if (replaced)
+        *replaced = found;
+    buf_reset(&v);
+    buf_printf(&v, "%s%c%d%c%s%c%lld%c", key->algorithm, 0, key->bits, 0, key->path, 0,
+               (long long)(key->created ? key->created : (int64_t)time(NULL)), 0);
+    ok = st->be->put(st->wdb, k.data, k.len, v.data, v.len, why) == 0 &&
+         st->be->ix_put(st->wdb, k.data, k.len, why) == 0;
+out:
+    buf_release(&k);
+    buf_release(&v);
+    return st_tx_leave(st, own, ok, why);
+}
+
+/* store_dkim_delete - see store.h */
+int store_dkim_delete(struct store *st, const char *domain, const char *selector,
+                      struct buf *why)
+{
+    struct buf k;
+    int own, found;
+
+    if (st_tx_enter(st, &own, why) < 0)
+        return -1;
+    buf_init(&k, 128);
+    key_dkim(&k, domain, selector);
+    found = st->be->del(st->wdb, k.data, k.len, why);
+    if (found > 0 && st->be->ix_del(st->wdb, k.data, k.len, why) < 0)
+        found = -1;
+    buf_release(&k);
+    if (st_tx_leave(st, own, found >= 0, why) < 0)
+        return -1;
+    return found;
+}
+
+/* collect_dkim - index keys of DKIM records */
+static int collect_dkim(const char *k, size_t klen, void *ctx)
+{
+    tclistpush(ctx, k, (int)klen);
+    return 0;
+}
+
+/* store_dkim_list - see store.h */
+int store_dkim_list(struct store *st, const char *domain, const char *selector,
+                    store_dkim_fn fn, void *ctx, struct buf *why)
+{
+    struct store_db *db;
+    struct buf prefix, v;
+    TCLIST *keys = tclistnew(), *fk = tclistnew(), *fv = tclistnew();
+    int rc = -1;
+
+    buf_init(&prefix, 128);
+    buf_init(&v, 256);
+    if (domain && selector)
+        key_dkim(&prefix, domain, selector);
+    else if (domain)
+        key_tenant(&prefix, 'K', domain);
+    else
+        buf_putc(&prefix, 'K');
+    if ((db = st_rlock(st, why)) == NULL)
+        goto out;
+    if (st->be->ix_scan(db, prefix.data, prefix.len, NULL, 0, collect_dkim, keys, why) <
+        0) {
+        st_runlock(st);
+        goto out;
+    }
+    for (int i = 0; i < tclistnum(keys); i++) {
+        int sz, found;
+        const char *k = tclistval(keys, i, &sz);
+
+        /* with a selector, only that one (not the others it begins) */
+        if (selector && (size_t)sz != prefix.len)
+            continue;
+        if ((found = st->be->get(db, k, (size_t)sz, &v, why)) < 0) {
+            st_runlock(st);
+            goto out;
+        }
+        if (found) {
+            tclistpush(fk, k, sz);
+            tclistpush(fv, v.data, (int)v.len);
+        }
+    }
+    st_runlock(st);
+    rc = tclistnum(fk);
+    for (int i = 0; i < tclistnum(fk); i++) {
+        int ksz, vsz;
+        const char *k = tclistval(fk, i, &ksz);
+        const char *val = tclistval(fv, i, &vsz);
+        const char *dom = k + 1, *sel = dom + strlen(dom) + 1;
+        struct store_dkim rec;
+
+        if (dkim_decode(val, (size_t)vsz, dom, sel, &rec) < 0) {
+            rc = buf_error(why, "store %s: damaged DKIM record %s/%s", st->dir, dom, sel);
+            break;
+        }
+        if (fn && fn(&rec, ctx) != 0)
+            break;
+    }
+out:
+    buf_release(&prefix);
+    buf_release(&v);
+    tclistdel(keys);
+    tclistdel(fk);
+    tclistdel(fv);
+    return rc;
 }

@@ -19,9 +19,11 @@
  *     g tenant NUL lc(name)   -> group id, for unique names
  *     D tenant                -> id of the tenant's default group
  *     Q tenant                -> last group id handed out
+ *     K domain NUL selector   -> a DKIM key (algorithm, bits, path, created)
  *   index (B+ tree, derived)
  *     L tenant NUL tag group ~created key  -> listing order, newest first
  *     G tenant NUL group-id                -> groups in id order
+ *     K domain NUL selector                -> DKIM keys in order
  *
  * A lookup is four hash gets (exact, domain, MD5, SHA-256) plus one for the
  * default group: measured ~1.5 us per miss and ~3 us per hit on a 1M-entry
@@ -76,7 +78,9 @@
  * it had committed from an undo log of the entries it touched
  * (store_bulk_begin/end): an import happens entirely or not at all, unless
  * the process is killed outright (then the committed batches stay, each
- * whole).
+ * whole).  After a failure the bulk refuses further changes, and it keeps the
+ * gate until its undo is done, so the undo overwrites no other writer's work.
+ * A writer waiting for a lock gives up when the interrupt flag is set.
  *
  * CRASHES.  "dirty" is 1 while a transaction is open and 2 from just before
  * the commit of the entries until the index has committed too.  Whoever
@@ -86,6 +90,13 @@
  * rebuilt from them.  A reader that may write store.lock recovers by itself,
  * so that a daemon's lookups do not wait for an administrator; one that may
  * not reports "needs recovery by a writer".
+ *
+ * LIMITS.  If the commit of the index fails after the entries committed (a
+ * full disk), the index is rebuilt and -1 returned although the change was
+ * applied.  The undo log of a bulk operation holds entries, not groups: a
+ * group deleted inside a caller's bulk operation that is then undone comes
+ * back as its suppressions without the group.  Reader descriptors of threads
+ * other than the one calling store_close are closed when those threads end.
  *
  * Errors are returned (-1 and a reason), never fatal: the milter calls this.
  */
@@ -273,6 +284,32 @@ int store_group_list(struct store *st, const char *tenant, store_group_fn fn, vo
 /* store_group_delete - the group and its suppressions; 1, 0 not found, -1 */
 int store_group_delete(struct store *st, const char *tenant, uint32_t id,
                        long long *suppressions, struct buf *why);
+
+/*
+ * DKIM keys: global (a domain's keys sign for every tenant), by domain (as
+ * address.h normalises it) and selector.  The store records where the
+ * private key is, never the key itself.
+ */
+struct store_dkim {
+    const char *domain, *selector;
+    const char *algorithm; /* "rsa-sha256", "ed25519-sha256" */
+    int bits;
+    const char *path; /* of the PEM private key */
+    int64_t created;  /* 0 on put: now */
+};
+typedef int (*store_dkim_fn)(const struct store_dkim *key, void *ctx);
+/* store_dkim_put - add or replace (*replaced set to 1 then); 0 or -1 */
+int store_dkim_put(struct store *st, const struct store_dkim *key, int *replaced,
+                   struct buf *why);
+/* store_dkim_delete - 1 deleted, 0 not there, -1 */
+int store_dkim_delete(struct store *st, const char *domain, const char *selector,
+                      struct buf *why);
+/*
+ * store_dkim_list - the keys of every domain (domain NULL), of one, or one
+ * key (selector too), in domain and selector order; the number, or -1.
+ */
+int store_dkim_list(struct store *st, const char *domain, const char *selector,
+                    store_dkim_fn fn, void *ctx, struct buf *why);
 
 /* store_generation - the current generation (for tests and diagnostics) */
 uint64_t store_generation(struct store *st);

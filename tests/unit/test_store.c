@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -649,6 +650,103 @@ static void test_bulk_killed(void **state)
     buf_release(&why);
 }
 
+static int collect_dkim_rec(const struct store_dkim *k, void *ctx)
+{
+    struct buf *b = ctx;
+
+    buf_printf(b, "%s/%s/%s/%d/%s;", k->domain, k->selector, k->algorithm, k->bits,
+               k->path);
+    return 0;
+}
+
+/* DKIM key records: put, replace, list by domain and selector, delete. */
+static void test_dkim_keys(void **state)
+{
+    struct store *st = open_rw();
+    struct store_dkim k = {"example.com", "s1", "rsa-sha256", 2048, "/k/s1.pem", 0};
+    struct buf why, out;
+    int replaced = -1;
+
+    (void)state;
+    buf_init(&why, 64);
+    buf_init(&out, 256);
+    assert_int_equal(store_dkim_put(st, &k, &replaced, &why), 0);
+    assert_int_equal(replaced, 0);
+    k.selector = "s10";
+    k.algorithm = "ed25519-sha256";
+    k.bits = 256;
+    k.path = "/k/s10.pem";
+    assert_int_equal(store_dkim_put(st, &k, &replaced, &why), 0);
+    k.domain = "example.com.evil";
+    assert_int_equal(store_dkim_put(st, &k, NULL, &why), 0);
+    k.domain = "example.com";
+    k.selector = "s1";
+    k.path = "/k/s1-new.pem";
+    k.algorithm = "rsa-sha256";
+    k.bits = 1024;
+    assert_int_equal(store_dkim_put(st, &k, &replaced, &why), 0);
+    assert_int_equal(replaced, 1);
+    assert_int_equal(
+        store_dkim_list(st, "example.com", NULL, collect_dkim_rec, &out, &why), 2);
+    assert_string_equal(buf_str(&out), "example.com/s1/rsa-sha256/1024//k/s1-new.pem;"
+                                       "example.com/s10/ed25519-sha256/256//k/s10.pem;");
+    buf_reset(&out);
+    assert_int_equal(
+        store_dkim_list(st, "example.com", "s1", collect_dkim_rec, &out, &why), 1);
+    assert_string_equal(buf_str(&out), "example.com/s1/rsa-sha256/1024//k/s1-new.pem;");
+    buf_reset(&out);
+    assert_int_equal(store_dkim_list(st, NULL, NULL, collect_dkim_rec, &out, &why), 3);
+    assert_int_equal(store_dkim_delete(st, "example.com", "s1", &why), 1);
+    assert_int_equal(store_dkim_delete(st, "example.com", "s1", &why), 0);
+    buf_reset(&out);
+    assert_int_equal(
+        store_dkim_list(st, "example.com", "s1", collect_dkim_rec, &out, &why), 0);
+    assert_int_equal(
+        store_dkim_list(st, "example.com", NULL, collect_dkim_rec, &out, &why), 1);
+    store_close(st);
+    buf_release(&why);
+    buf_release(&out);
+}
+
+/* An interrupted bulk is undone even if the caller asks to keep it. */
+static void test_bulk_interrupted(void **state)
+{
+    struct store *st = open_rw();
+    static volatile sig_atomic_t stop;
+    struct buf why, path;
+    char email[64];
+    int failed = 0;
+
+    (void)state;
+    buf_init(&why, 64);
+    buf_init(&path, 128);
+    add(st, "default", STORE_BOUNCES, 0, "keep@example.com", 50, STORE_ADDED);
+    store_set_interrupt(st, &stop);
+    store_set_batch(st, 3);
+    store_bulk_begin(st);
+    for (int i = 0; i < 10; i++) {
+        if (i == 4)
+            stop = 1; /* a signal, in the middle of the second batch */
+        snprintf(email, sizeof(email), "i%d@example.com", i);
+        failed += store_add(st, "default", STORE_BOUNCES, 0, email, NULL, NULL, &why) < 0;
+    }
+    assert_true(failed > 0);
+    assert_int_equal(store_bulk_end(st, 1, &why), -1);
+    assert_non_null(strstr(buf_str(&why), "part of the bulk change failed"));
+    assert_int_equal(store_count(st, "default", STORE_BOUNCES, 0, &why), 1);
+    stop = 0;
+    store_close(st);
+    /* a store from before store.turn: readers still read */
+    buf_setf(&path, "%s/store.turn", dir);
+    assert_int_equal(unlink(buf_str(&path)), 0);
+    st = store_open(dir, STORE_READ, &why);
+    assert_non_null(st);
+    assert_int_equal(store_count(st, "default", STORE_BOUNCES, 0, &why), 1);
+    store_close(st);
+    buf_release(&why);
+    buf_release(&path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -662,6 +760,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_threads_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tx_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bulk_killed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dkim_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bulk_interrupted, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
