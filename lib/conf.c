@@ -57,6 +57,7 @@ struct conf_row {
 };
 
 static int check_tenants(struct check *ck, const config_setting_t *list);
+static int check_canonicalization(struct check *ck, const config_setting_t *s);
 
 /* Each element of "tenants". */
 static const struct conf_row tenant_table[] = {
@@ -82,6 +83,26 @@ static const struct conf_row conf_table[] = {
      .type = CONF_SIZE,
      .def = "16k",
      .doc = "largest X-SMTPAPI header accepted"},
+    {.path = "dkim.key_dir",
+     .type = CONF_STRING,
+     .def = "/etc/sendguard/keys",
+     .doc = "where sgadmin dkim generate writes private keys (DOMAIN/SELECTOR.pem)"},
+    {.path = "dkim.canonicalization",
+     .type = CONF_STRING,
+     .def = "relaxed/relaxed",
+     .check = check_canonicalization,
+     .doc = "header/body canonicalisation: simple or relaxed each"},
+    {.path = "dkim.headers",
+     .type = CONF_STRLIST,
+     .doc = "header fields to sign (default: From, Reply-To, Subject, ... Feedback-ID)"},
+    {.path = "dkim.expire",
+     .type = CONF_DURATION,
+     .def = "0",
+     .doc = "signatures expire (x=) this long after signing; 0: never"},
+    {.path = "dkim.default_domain",
+     .type = CONF_STRING,
+     .def = "",
+     .doc = "whose keys sign mail from a domain without keys; empty: none"},
     {.path = "log.verbose", .type = CONF_INT, .def = "0", .doc = "debug logging level"},
     {.path = "tenants",
      .type = CONF_GROUPLIST,
@@ -444,6 +465,46 @@ static int check_group(struct check *ck, const struct conf_row *rows,
 }
 
 /* check_tenants - names valid, unique and not the reserved "default" */
+/* check_canonicalization - "simple" or "relaxed", "/", "simple" or "relaxed" */
+static int check_canonicalization(struct check *ck, const config_setting_t *s)
+{
+    const char *v = config_setting_get_string(s);
+
+    if (conf_dkim_canon(v, NULL, NULL) < 0)
+        return loc_error(ck, s,
+                         "setting 'dkim.canonicalization': '%s' is not HEADER/BODY with "
+                         "each simple or relaxed",
+                         v);
+    return 0;
+}
+
+/* conf_dkim_canon - see conf.h */
+int conf_dkim_canon(const char *text, int *header_relaxed, int *body_relaxed)
+{
+    const char *slash = strchr(text, '/');
+    int h, b;
+
+    if (slash == NULL)
+        return -1;
+    if ((size_t)(slash - text) == 6 && strncmp(text, "simple", 6) == 0)
+        h = 0;
+    else if ((size_t)(slash - text) == 7 && strncmp(text, "relaxed", 7) == 0)
+        h = 1;
+    else
+        return -1;
+    if (strcmp(slash + 1, "simple") == 0)
+        b = 0;
+    else if (strcmp(slash + 1, "relaxed") == 0)
+        b = 1;
+    else
+        return -1;
+    if (header_relaxed)
+        *header_relaxed = h;
+    if (body_relaxed)
+        *body_relaxed = b;
+    return 0;
+}
+
 static int check_tenants(struct check *ck, const config_setting_t *list)
 {
     int n = config_setting_length(list);

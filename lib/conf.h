@@ -71,6 +71,12 @@ int conf_tenant_valid(const char *name, struct buf *why);
  */
 int conf_check_secret(const char *path, struct buf *why);
 
+/*
+ * conf_dkim_canon - parse dkim.canonicalization ("relaxed/simple"): 0 and
+ * each part's "relaxed" flag, or -1.
+ */
+int conf_dkim_canon(const char *text, int *header_relaxed, int *body_relaxed);
+
 void conf_free(struct conf *conf);
 
 #endif

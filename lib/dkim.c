@@ -9,10 +9,13 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -22,6 +25,7 @@
 #include "mymalloc.h"
 
 struct dkim_key {
+    int refs; /* dkim_key_ref, dkim_key_free */
     EVP_PKEY *pkey;
     enum dkim_alg alg;
     int bits;
@@ -97,6 +101,7 @@ static struct dkim_key *key_from_bio(BIO *bio, const char *what, const char *dom
         return NULL;
     }
     key = mycalloc(1, sizeof(*key));
+    key->refs = 1;
     key->pkey = pkey;
     id = EVP_PKEY_get_id(pkey);
     if (id == EVP_PKEY_RSA) {
@@ -148,15 +153,85 @@ struct dkim_key *dkim_key_from_pem(const char *pem, size_t len, const char *doma
     return key;
 }
 
-/* dkim_key_free - release a key */
+/* dkim_key_generate - see dkim.h */
+struct dkim_key *dkim_key_generate(enum dkim_alg alg, int bits, const char *domain,
+                                   const char *selector, struct buf *why)
+{
+    EVP_PKEY *pkey;
+    struct dkim_key *key;
+
+    if (alg == DKIM_RSA_SHA256 && (bits < DKIM_RSA_MIN_BITS || bits > DKIM_RSA_MAX_BITS))
+        return buf_error(why, "RSA keys for DKIM have %d to %d bits, not %d",
+                         DKIM_RSA_MIN_BITS, DKIM_RSA_MAX_BITS, bits),
+               NULL;
+    pkey = alg == DKIM_RSA_SHA256 ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits)
+                                  : EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    if (pkey == NULL)
+        return buf_error(why, "OpenSSL could not generate the key"), NULL;
+    key = mycalloc(1, sizeof(*key));
+    key->refs = 1;
+    key->pkey = pkey;
+    key->alg = alg;
+    key->bits = alg == DKIM_RSA_SHA256 ? EVP_PKEY_get_bits(pkey) : 256;
+    key->domain = mystrdup(domain);
+    key->selector = mystrdup(selector);
+    return key;
+}
+
+/* dkim_key_write - see dkim.h */
+int dkim_key_write(const struct dkim_key *key, const char *path, struct buf *why)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    BIO *bio;
+    int ok;
+
+    if (fd < 0)
+        return buf_error(why, "cannot create %s: %s", path, strerror(errno));
+    if ((bio = BIO_new_fd(fd, BIO_NOCLOSE)) == NULL) {
+        close(fd);
+        unlink(path);
+        return buf_error(why, "out of memory");
+    }
+    ok = PEM_write_bio_PrivateKey(bio, key->pkey, NULL, NULL, 0, NULL, NULL) == 1 &&
+         BIO_flush(bio) == 1;
+    BIO_free(bio);
+    if (!ok || fsync(fd) < 0 || close(fd) < 0) {
+        if (ok)
+            buf_error(why, "cannot write %s: %s", path, strerror(errno));
+        else
+            buf_error(why, "cannot write the key to %s", path);
+        unlink(path);
+        return -1;
+    }
+    return 0;
+}
+
+/* dkim_key_ref - see dkim.h */
+struct dkim_key *dkim_key_ref(struct dkim_key *key)
+{
+    __atomic_add_fetch(&key->refs, 1, __ATOMIC_SEQ_CST);
+    return key;
+}
+
+/* dkim_key_free - give a reference back; the last frees the key */
 void dkim_key_free(struct dkim_key *key)
 {
-    if (key == NULL)
+    if (key == NULL || __atomic_sub_fetch(&key->refs, 1, __ATOMIC_SEQ_CST) > 0)
         return;
     EVP_PKEY_free(key->pkey);
     myfree(key->domain);
     myfree(key->selector);
     myfree(key);
+}
+
+const char *dkim_key_domain(const struct dkim_key *key)
+{
+    return key->domain;
+}
+
+const char *dkim_key_selector(const struct dkim_key *key)
+{
+    return key->selector;
 }
 
 enum dkim_alg dkim_key_alg(const struct dkim_key *key)

@@ -45,7 +45,17 @@ struct dkim_key *dkim_key_load(const char *path, const char *domain, const char 
 /* dkim_key_from_pem - the same from PEM text in memory (tests, sgadmin) */
 struct dkim_key *dkim_key_from_pem(const char *pem, size_t len, const char *domain,
                                    const char *selector, struct buf *why);
+/* dkim_key_generate - a new key (bits: RSA only) */
+struct dkim_key *dkim_key_generate(enum dkim_alg alg, int bits, const char *domain,
+                                   const char *selector, struct buf *why);
+/* dkim_key_write - the private key as PKCS#8 PEM in a new file of mode 0600 */
+int dkim_key_write(const struct dkim_key *key, const char *path, struct buf *why);
+
+/* dkim_key_ref - one more reference; dkim_key_free gives one back */
+struct dkim_key *dkim_key_ref(struct dkim_key *key);
 void dkim_key_free(struct dkim_key *key);
+const char *dkim_key_domain(const struct dkim_key *key);
+const char *dkim_key_selector(const struct dkim_key *key);
 enum dkim_alg dkim_key_alg(const struct dkim_key *key);
 int dkim_key_bits(const struct dkim_key *key);
 const char *dkim_alg_name(enum dkim_alg alg); /* "rsa-sha256", "ed25519-sha256" */

@@ -27,6 +27,7 @@ static const struct cli_noun nouns[] = {
     {"lookup", lookup_verbs, "why an address would be dropped or delivered",
      STORE_NLISTS},
     {"events", event_verbs, "the event log", STORE_NLISTS},
+    {"dkim", dkim_verbs, "DKIM keys, and signing a message with them", STORE_NLISTS},
     {NULL, NULL, NULL, STORE_NLISTS},
 };
 

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """dkim_verify MESSAGE KEYSPEC... - verify every DKIM-Signature of MESSAGE
 with python3-dkim (dkimpy), a verifier nobody here wrote.  KEYSPEC is
-SELECTOR,DOMAIN,PRIVATE-KEY-PEM; the public key is served to dkimpy from a
-dnsfunc instead of DNS.  Exit 0 only if there is a signature and all verify;
+SELECTOR,DOMAIN,PRIVATE-KEY-PEM or SELECTOR,DOMAIN,txt=RECORD (the TXT
+record as sgadmin dkim dns prints it); the public key is served to dkimpy
+from a dnsfunc instead of DNS.  Exit 0 only if there is a signature and all verify;
 prints one line per signature."""
 import base64
 import subprocess
@@ -24,8 +25,12 @@ def txt_record(pem):
 def main():
     records = {}
     for spec in sys.argv[2:]:
-        sel, dom, pem = spec.split(",")
-        records[("%s._domainkey.%s." % (sel, dom)).encode()] = txt_record(pem)
+        sel, dom, key = spec.split(",", 2)
+        name = ("%s._domainkey.%s." % (sel, dom)).encode()
+        if key.startswith("txt="):
+            records[name] = key[4:].encode()
+        else:
+            records[name] = txt_record(key)
 
     def dnsfunc(name, timeout=5):
         return records.get(name if name.endswith(b".") else name + b".")

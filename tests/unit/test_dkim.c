@@ -2,7 +2,8 @@
  * test_dkim - the signer against outside facts: RFC 8463 Appendix A
  * reproduced byte for byte, the empty-body hashes of RFC 6376, chunking
  * that changes nothing, h= as the RFC defines it, malformed input refused
- * with a reason, and TXT records split for DNS.  (Independent verification
+ * with a reason, TXT records split for DNS, and the keyring: parent and
+ * default domains, rotation on disk, refused key files.  (Independent verification
  * by python3-dkim is tests/integration/dkim_corpus.sh.)
  */
 #include "config.h"
@@ -13,10 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "dkim.h"
+#include "dkim_keys.h"
+#include "store.h"
 
 /* RFC 8463 A.2: the Ed25519 seed nWGxne/9..., as PKCS#8 PEM */
 static const char rfc_ed25519_pem[] =
@@ -354,6 +359,157 @@ static void test_keys_and_txt(void **state)
     buf_release(&out);
 }
 
+/* dns_of - the TXT record of a key, to tell keys apart */
+static void dns_of(const struct dkim_key *key, struct buf *out)
+{
+    struct buf why;
+
+    buf_init(&why, 64);
+    assert_int_equal(dkim_key_dns(key, out, &why), 0);
+    buf_release(&why);
+}
+
+/* new_key_file - a fresh key written to path (replacing it atomically) */
+static void new_key_file(enum dkim_alg alg, const char *path)
+{
+    struct buf why, tmp;
+    struct dkim_key *k;
+
+    buf_init(&why, 64);
+    buf_init(&tmp, 128);
+    buf_setf(&tmp, "%s.new", path);
+    k = dkim_key_generate(alg, 1024, "x", "x", &why);
+    assert_non_null(k);
+    unlink(buf_str(&tmp));
+    assert_int_equal(dkim_key_write(k, buf_str(&tmp), &why), 0);
+    assert_int_equal(rename(buf_str(&tmp), path), 0);
+    dkim_key_free(k);
+    buf_release(&why);
+    buf_release(&tmp);
+}
+
+/* The keyring: parent fallback, default domain, rotation, bad files. */
+static void test_keyring(void **state)
+{
+    char dir[] = "/tmp/sg-test-dkim-XXXXXX";
+    struct buf why, path, a, b;
+    struct store *st;
+    struct dkim_keyring *kr;
+    struct dkim_key *keys[DKIM_KEYS_MAX];
+    struct store_dkim rec = {"example.com", "r", "rsa-sha256", 1024, NULL, 0};
+    int n;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    buf_init(&why, 64);
+    buf_init(&path, 128);
+    buf_init(&a, 512);
+    buf_init(&b, 512);
+    buf_setf(&path, "%s/store", dir);
+    st = store_open(buf_str(&path), STORE_WRITE | STORE_CREATE, &why);
+    assert_non_null(st);
+    buf_setf(&path, "%s/r.pem", dir);
+    new_key_file(DKIM_RSA_SHA256, buf_str(&path));
+    rec.path = buf_str(&path);
+    assert_int_equal(store_dkim_put(st, &rec, NULL, &why), 0);
+    kr = dkim_keyring_new(st, NULL);
+
+    /* the domain itself, and a subdomain through its parent */
+    assert_int_equal(dkim_keyring_find(kr, "example.com", keys, &why), 1);
+    assert_string_equal(dkim_key_domain(keys[0]), "example.com");
+    dns_of(keys[0], &a);
+    dkim_key_free(keys[0]);
+    assert_int_equal(dkim_keyring_find(kr, "a.b.example.com", keys, &why), 1);
+    dkim_key_free(keys[0]);
+    assert_int_equal(dkim_keyring_find(kr, "example.org", keys, &why), 0);
+    assert_int_equal(dkim_keyring_find(kr, "com", keys, &why), 0);
+
+    /* a rotation on disk is seen by the next find; a key in use stays valid */
+    assert_int_equal(dkim_keyring_find(kr, "example.com", keys, &why), 1);
+    new_key_file(DKIM_RSA_SHA256, buf_str(&path));
+    {
+        struct dkim_key *old = keys[0];
+
+        assert_int_equal(dkim_keyring_find(kr, "example.com", keys, &why), 1);
+        dns_of(keys[0], &b);
+        assert_string_not_equal(buf_str(&a), buf_str(&b));
+        dns_of(old, &b); /* still usable */
+        assert_string_equal(buf_str(&a), buf_str(&b));
+        dkim_key_free(old);
+        dkim_key_free(keys[0]);
+    }
+    /* a key others may read is not used */
+    assert_int_equal(chmod(buf_str(&path), 0644), 0);
+    assert_int_equal(dkim_keyring_find(kr, "example.com", keys, &why), 0);
+    assert_int_equal(chmod(buf_str(&path), 0600), 0);
+    assert_int_equal(dkim_keyring_find(kr, "example.com", keys, &why), 1);
+    dkim_key_free(keys[0]);
+
+    /* a second key of the other kind: both sign */
+    buf_setf(&a, "%s/e.pem", dir);
+    new_key_file(DKIM_ED25519_SHA256, buf_str(&a));
+    rec.selector = "e";
+    rec.algorithm = "ed25519-sha256";
+    rec.path = buf_str(&a);
+    assert_int_equal(store_dkim_put(st, &rec, NULL, &why), 0);
+    n = dkim_keyring_find(kr, "news.example.com", keys, &why);
+    assert_int_equal(n, 2);
+    for (int i = 0; i < n; i++)
+        dkim_key_free(keys[i]);
+
+    /* deleted from the store: gone from the keyring */
+    assert_int_equal(store_dkim_delete(st, "example.com", "r", &why), 1);
+    assert_int_equal(store_dkim_delete(st, "example.com", "e", &why), 1);
+    assert_int_equal(dkim_keyring_find(kr, "example.com", keys, &why), 0);
+    dkim_keyring_free(kr);
+
+    /* the default domain, for mail from a domain without keys */
+    rec.domain = "default.example";
+    assert_int_equal(store_dkim_put(st, &rec, NULL, &why), 0);
+    kr = dkim_keyring_new(st, "default.example");
+    assert_int_equal(dkim_keyring_find(kr, "example.org", keys, &why), 1);
+    assert_string_equal(dkim_key_domain(keys[0]), "default.example");
+    dkim_key_free(keys[0]);
+    dkim_keyring_free(kr);
+    store_close(st);
+    buf_setf(&why, "rm -rf %s", dir);
+    assert_int_equal(system(buf_str(&why)), 0);
+    buf_release(&why);
+    buf_release(&path);
+    buf_release(&a);
+    buf_release(&b);
+}
+
+/* From domains, domains and selectors. */
+static void test_names(void **state)
+{
+    struct buf why, d;
+
+    (void)state;
+    buf_init(&why, 64);
+    buf_init(&d, 64);
+    assert_int_equal(
+        dkim_from_domain(" Joe SixPack <joe@Football.Example.COM>", &d, &why), 0);
+    assert_string_equal(buf_str(&d), "football.example.com");
+    assert_int_equal(dkim_from_domain("joe@b\xc3\xbc"
+                                      "cher.example (Joe)",
+                                      &d, &why),
+                     0);
+    assert_string_equal(buf_str(&d), "xn--bcher-kva.example");
+    assert_int_equal(dkim_from_domain("\"a@b\" <c@d.example>", &d, &why), 0);
+    assert_string_equal(buf_str(&d), "d.example");
+    assert_int_equal(dkim_from_domain("undisclosed-recipients:;", &d, &why), -1);
+    assert_int_equal(dkim_from_domain("joe@", &d, &why), -1);
+    assert_int_equal(dkim_selector_check("s2026-11.mail", &why), 0);
+    assert_int_equal(dkim_selector_check("bad selector", &why), -1);
+    assert_int_equal(dkim_selector_check("-x", &why), -1);
+    assert_int_equal(dkim_selector_check("a..b", &why), -1);
+    assert_int_equal(dkim_selector_check("", &why), -1);
+    assert_int_equal(dkim_domain_normalize("a@b.example", &d, &why), -1);
+    buf_release(&why);
+    buf_release(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -363,6 +519,8 @@ int main(void)
         cmocka_unit_test(test_header_list),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_keys_and_txt),
+        cmocka_unit_test(test_keyring),
+        cmocka_unit_test(test_names),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
