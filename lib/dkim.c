@@ -10,23 +10,40 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "dkim.h"
 #include "mymalloc.h"
 
+#define KEY_POOL 8
+
 struct dkim_key {
     int refs; /* dkim_key_ref, dkim_key_free */
     EVP_PKEY *pkey;
+    /*
+     * Signing contexts, made once and reused (setting one up costs OpenSSL 3
+     * a provider lookup, a large part of an Ed25519 signature): RSA keeps
+     * EVP_PKEY_CTX (sign a digest), Ed25519 EVP_MD_CTX (DigestSign).
+     */
+    pthread_mutex_t pool_lock;
+    void *pool[KEY_POOL];
+    int npool;
     enum dkim_alg alg;
     int bits;
     char *domain, *selector;
@@ -53,20 +70,19 @@ const char *const dkim_default_headers[] = {
     NULL,
 };
 
-#define STAGE_SIZE 16384
+#define STAGE_SIZE 4096
 
 struct field {
-    char *text; /* the whole field, lines ending in CRLF, the last one too */
+    size_t off; /* in the arena: the whole field, lines ending in CRLF */
     size_t len;
     size_t namelen;
 };
 
 struct dkim_sign {
-    const struct dkim_key *key;
+    struct dkim_key *key;
     struct dkim_params p;
     EVP_MD_CTX *body_md;
     /* body canonicalisation state */
-    unsigned char stage[STAGE_SIZE];
     size_t staged;
     int cr_held;        /* a CR ended the last chunk */
     size_t empty_lines; /* empty lines not yet known not to be trailing */
@@ -76,9 +92,28 @@ struct dkim_sign {
     /* header fields */
     struct field *fields;
     size_t nfields, cap;
+    struct buf arena; /* the fields' text, one after the other */
     int failed;
-    struct buf failure; /* why the first refused field was refused */
+    struct buf failure;              /* why the first refused field was refused */
+    unsigned char stage[STAGE_SIZE]; /* last: not cleared by dkim_sign_new */
 };
+
+/* The SHA-256 implementation, fetched once: an implicit fetch per use
+   (EVP_sha256()) costs OpenSSL 3 a lookup every time. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    if ((sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+        msg_fatal("OpenSSL has no SHA-256");
+}
+
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_md;
+}
 
 /* dkim_alg_name - see dkim.h */
 const char *dkim_alg_name(enum dkim_alg alg)
@@ -103,6 +138,7 @@ static struct dkim_key *key_from_bio(BIO *bio, const char *what, const char *dom
     key = mycalloc(1, sizeof(*key));
     key->refs = 1;
     key->pkey = pkey;
+    pthread_mutex_init(&key->pool_lock, NULL);
     id = EVP_PKEY_get_id(pkey);
     if (id == EVP_PKEY_RSA) {
         key->alg = DKIM_RSA_SHA256;
@@ -171,6 +207,7 @@ struct dkim_key *dkim_key_generate(enum dkim_alg alg, int bits, const char *doma
     key = mycalloc(1, sizeof(*key));
     key->refs = 1;
     key->pkey = pkey;
+    pthread_mutex_init(&key->pool_lock, NULL);
     key->alg = alg;
     key->bits = alg == DKIM_RSA_SHA256 ? EVP_PKEY_get_bits(pkey) : 256;
     key->domain = mystrdup(domain);
@@ -218,6 +255,12 @@ void dkim_key_free(struct dkim_key *key)
 {
     if (key == NULL || __atomic_sub_fetch(&key->refs, 1, __ATOMIC_SEQ_CST) > 0)
         return;
+    for (int i = 0; i < key->npool; i++)
+        if (key->alg == DKIM_RSA_SHA256)
+            EVP_PKEY_CTX_free(key->pool[i]);
+        else
+            EVP_MD_CTX_free(key->pool[i]);
+    pthread_mutex_destroy(&key->pool_lock);
     EVP_PKEY_free(key->pkey);
     myfree(key->domain);
     myfree(key->selector);
@@ -316,8 +359,29 @@ static inline void stage_put(struct dkim_sign *ds, unsigned char c)
     ds->stage[ds->staged++] = c;
 }
 
-/* line_data - a byte of content: empty lines before it were not trailing */
-static inline void line_data(struct dkim_sign *ds, unsigned char c)
+/* stage_run - canonical bytes into the hash */
+static inline void stage_run(struct dkim_sign *ds, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        size_t room = STAGE_SIZE - ds->staged, k = n < room ? n : room;
+
+        if (room == 0) {
+            EVP_DigestUpdate(ds->body_md, ds->stage, ds->staged);
+            ds->staged = 0;
+            continue;
+        }
+        memcpy(ds->stage + ds->staged, p, k);
+        ds->staged += k;
+        p += k;
+        n -= k;
+    }
+}
+
+/*
+ * line_data - content bytes: the empty lines before them were not trailing,
+ * and (relaxed) white space before them becomes one space.
+ */
+static inline void line_data(struct dkim_sign *ds, const unsigned char *p, size_t n)
 {
     if (!ds->line_has_data) {
         for (; ds->empty_lines; ds->empty_lines--) {
@@ -331,7 +395,7 @@ static inline void line_data(struct dkim_sign *ds, unsigned char c)
         stage_put(ds, ' ');
         ds->wsp_pending = 0;
     }
-    stage_put(ds, c);
+    stage_run(ds, p, n);
 }
 
 /* line_end - a CRLF (or bare LF) ends the line */
@@ -347,36 +411,191 @@ static inline void line_end(struct dkim_sign *ds)
     }
 }
 
-/* body_byte - one byte of the body as sent, CR already resolved */
-static inline void body_byte(struct dkim_sign *ds, unsigned char c)
+/*
+ * Bytes that end a run of plain content: line ends always, white space too
+ * for relaxed canonicalisation ([1]).
+ */
+static const unsigned char body_special[2][256] = {
+    {['\r'] = 1, ['\n'] = 1},
+    {['\r'] = 1, ['\n'] = 1, [' '] = 1, ['\t'] = 1},
+};
+
+/*
+ * Eight bytes at a time (SWAR): eq_mask() has 0x80 in exactly the bytes of
+ * v equal to c (no carries cross bytes).  plain_words() returns how far from
+ * p the body is plain content, in whole words: for relaxed, no byte below
+ * 0x20 (CR, LF, TAB among them) and no space followed by one of those or a
+ * space (the byte after the word counts too), so that copying it as it is is
+ * its canonical form.
+ */
+#define SWAR_ONES 0x0101010101010101ULL
+#define SWAR_HIGH 0x8080808080808080ULL
+
+static inline uint64_t eq_mask(uint64_t v, unsigned char c)
 {
-    if (ds->p.body_canon == DKIM_RELAXED && (c == ' ' || c == '\t')) {
-        ds->wsp_pending = 1;
-        return;
-    }
-    line_data(ds, c);
+    uint64_t x = v ^ (SWAR_ONES * c);
+
+    return ~(((x & ~SWAR_HIGH) + ~SWAR_HIGH) | x | ~SWAR_HIGH);
 }
 
-/* dkim_sign_body - see dkim.h */
+/* le20_mask - 0x80 in exactly the bytes <= 0x20 (space, controls) */
+static inline uint64_t le20_mask(uint64_t v)
+{
+    return ~(((v & ~SWAR_HIGH) + SWAR_ONES * 0x5f) | v) & SWAR_HIGH;
+}
+
+static inline size_t plain_words(const unsigned char *p, const unsigned char *end,
+                                 int relaxed)
+{
+    const unsigned char *r = p;
+    uint64_t w, w2;
+
+#ifdef __SSE2__
+    /*
+     * Sixteen bytes at a time (x86-64 always has SSE2).  For relaxed, a CRLF
+     * is plain too when it ends a line with content and the next line is not
+     * empty: the canonical form of such text is the text itself, so whole
+     * paragraphs go through as one run.
+     */
+    if (relaxed) {
+        const __m128i s20 = _mm_set1_epi8(0x20), scr = _mm_set1_epi8('\r'),
+                      slf = _mm_set1_epi8('\n');
+        unsigned carry = 0; /* the CR before this block's first byte was fine */
+
+        while (end - r >= 18) {
+            __m128i v = _mm_loadu_si128((const __m128i *)r);
+            __m128i v1 = _mm_loadu_si128((const __m128i *)(r + 1));
+            __m128i le = _mm_cmpeq_epi8(_mm_max_epu8(v, s20), s20);
+            __m128i le1 = _mm_cmpeq_epi8(_mm_max_epu8(v1, s20), s20);
+            __m128i sp = _mm_cmpeq_epi8(v, s20);
+            __m128i v0, v2, cr, lf, eol2;
+            unsigned cr_ok, lf_ok, bad;
+
+            /* most blocks: words and single spaces, no line end */
+            if (_mm_movemask_epi8(_mm_or_si128(_mm_andnot_si128(sp, le),
+                                               _mm_and_si128(sp, le1))) == 0) {
+                carry = 0;
+                r += 16;
+                continue;
+            }
+            v0 = r > p ? _mm_loadu_si128((const __m128i *)(r - 1))
+                       : _mm_slli_si128(v, 1); /* (lane 0: NUL, not content) */
+            v2 = _mm_loadu_si128((const __m128i *)(r + 2));
+            cr = _mm_cmpeq_epi8(v, scr);
+            lf = _mm_cmpeq_epi8(v, slf);
+            eol2 = _mm_or_si128(_mm_cmpeq_epi8(v2, scr), _mm_cmpeq_epi8(v2, slf));
+            /* a CR: LF next, content before, and a non-empty line after */
+            cr_ok = (unsigned)_mm_movemask_epi8(_mm_andnot_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(_mm_max_epu8(v0, s20), s20), eol2),
+                _mm_and_si128(cr, _mm_cmpeq_epi8(v1, slf))));
+            lf_ok = (unsigned)_mm_movemask_epi8(lf) & ((cr_ok << 1) | carry);
+            /* other white space and controls; a space before white space */
+            bad = (unsigned)_mm_movemask_epi8(
+                _mm_or_si128(_mm_andnot_si128(_mm_or_si128(sp, _mm_or_si128(cr, lf)), le),
+                             _mm_and_si128(sp, le1)));
+            bad |= ((unsigned)_mm_movemask_epi8(cr) & ~cr_ok) |
+                   ((unsigned)_mm_movemask_epi8(lf) & ~lf_ok);
+            if (bad != 0)
+                break;
+            carry = cr_ok >> 15;
+            r += 16;
+        }
+        /* never end a run inside a line end: the byte path takes it */
+        if (r > p && r[-1] == '\r')
+            r--;
+        else if (r - p >= 2 && r[-1] == '\n')
+            r -= 2;
+    } else {
+        const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+
+        while (end - r >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)r);
+
+            if (_mm_movemask_epi8(
+                    _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf))) != 0)
+                break;
+            r += 16;
+        }
+    }
+#endif
+    if (relaxed) {
+        /* (other control bytes stop the run too; the byte loop takes them) */
+        while (end - r >= 9) {
+            uint64_t sp;
+
+            memcpy(&w, r, 8);
+            memcpy(&w2, r + 1, 8);
+            sp = eq_mask(w, ' ');
+            if (((le20_mask(w) & ~sp) | (sp & le20_mask(w2))) != 0)
+                break;
+            r += 8;
+        }
+    } else {
+        while (end - r >= 8) {
+            memcpy(&w, r, 8);
+            if ((eq_mask(w, '\r') | eq_mask(w, '\n')) != 0)
+                break;
+            r += 8;
+        }
+    }
+    return (size_t)(r - p);
+}
+
+/*
+ * dkim_sign_body - see dkim.h.  Runs of plain content are found a word, then
+ * a byte at a time, and copied to the staging buffer whole; only line ends
+ * and runs of white space take the slow path.
+ */
 void dkim_sign_body(struct dkim_sign *ds, const char *data, size_t len)
 {
     const unsigned char *p = (const unsigned char *)data, *end = p + len;
+    const unsigned char *special = body_special[ds->p.body_canon == DKIM_RELAXED];
+    static const unsigned char cr = '\r';
 
-    for (; p < end; p++) {
-        if (ds->cr_held) {
-            ds->cr_held = 0;
-            if (*p == '\n') {
-                line_end(ds);
-                continue;
-            }
-            body_byte(ds, '\r'); /* a bare CR is data */
+    if (ds->cr_held && p < end) {
+        ds->cr_held = 0;
+        if (*p == '\n') {
+            line_end(ds);
+            p++;
+        } else {
+            line_data(ds, &cr, 1); /* a bare CR is data */
         }
-        if (*p == '\r')
-            ds->cr_held = 1;
-        else if (*p == '\n')
+    }
+    while (p < end) {
+        const unsigned char *q = p;
+
+        /* (a space after white space already seen is not content) */
+        if (!(ds->wsp_pending && *p == ' '))
+            q += plain_words(p, end, ds->p.body_canon == DKIM_RELAXED);
+        while (q < end && !special[*q])
+            q++;
+        if (q > p) {
+            line_data(ds, p, (size_t)(q - p));
+            p = q;
+            continue;
+        }
+        switch (*p) {
+        case ' ':
+        case '\t':
+            ds->wsp_pending = 1; /* relaxed only: simple has them as data */
+            p++;
+            break;
+        case '\n':
             line_end(ds); /* a bare LF travels as CRLF */
-        else
-            body_byte(ds, *p);
+            p++;
+            break;
+        default: /* '\r' */
+            if (p + 1 == end) {
+                ds->cr_held = 1; /* its LF may come with the next piece */
+                p++;
+            } else if (p[1] == '\n') {
+                line_end(ds);
+                p += 2;
+            } else {
+                line_data(ds, &cr, 1);
+                p++;
+            }
+        }
     }
 }
 
@@ -386,8 +605,10 @@ static void body_final(struct dkim_sign *ds, unsigned char hash[32])
     unsigned int n = 32;
 
     if (ds->cr_held) {
+        static const unsigned char cr = '\r';
+
         ds->cr_held = 0;
-        body_byte(ds, '\r');
+        line_data(ds, &cr, 1);
     }
     if (ds->line_has_data) /* no CRLF at the end: one is added */
         line_end(ds);
@@ -404,12 +625,14 @@ static void body_final(struct dkim_sign *ds, unsigned char hash[32])
 /* Header fields. */
 
 /* dkim_sign_new - see dkim.h */
-struct dkim_sign *dkim_sign_new(const struct dkim_key *key, const struct dkim_params *p)
+struct dkim_sign *dkim_sign_new(struct dkim_key *key, const struct dkim_params *p)
 {
-    struct dkim_sign *ds = mycalloc(1, sizeof(*ds));
+    struct dkim_sign *ds = mymalloc(sizeof(*ds));
+
+    memset(ds, 0, offsetof(struct dkim_sign, stage));
 
     ds->key = key;
-    buf_init(&ds->failure, 64);
+    buf_init(&ds->arena, 2048);
     if (p)
         ds->p = *p;
     else
@@ -417,7 +640,7 @@ struct dkim_sign *dkim_sign_new(const struct dkim_key *key, const struct dkim_pa
     if (ds->p.headers == NULL)
         ds->p.headers = dkim_default_headers;
     ds->body_md = EVP_MD_CTX_new();
-    if (ds->body_md == NULL || EVP_DigestInit_ex(ds->body_md, EVP_sha256(), NULL) != 1)
+    if (ds->body_md == NULL || EVP_DigestInit_ex(ds->body_md, sha256(), NULL) != 1)
         msg_fatal("cannot set up SHA-256");
     return ds;
 }
@@ -428,9 +651,9 @@ void dkim_sign_free(struct dkim_sign *ds)
     if (ds == NULL)
         return;
     EVP_MD_CTX_free(ds->body_md);
-    buf_release(&ds->failure);
-    for (size_t i = 0; i < ds->nfields; i++)
-        myfree(ds->fields[i].text);
+    if (ds->failed)
+        buf_release(&ds->failure);
+    buf_release(&ds->arena);
     myfree(ds->fields);
     myfree(ds);
 }
@@ -444,6 +667,7 @@ static int refuse(struct dkim_sign *ds, struct buf *why, const char *fmt, ...)
 
     if (!ds->failed) {
         va_start(ap, fmt);
+        buf_init(&ds->failure, 128);
         buf_verror(&ds->failure, fmt, ap);
         va_end(ap);
         ds->failed = 1;
@@ -456,9 +680,9 @@ static int refuse(struct dkim_sign *ds, struct buf *why, const char *fmt, ...)
 /* dkim_sign_header - see dkim.h */
 int dkim_sign_header(struct dkim_sign *ds, const char *field, size_t len, struct buf *why)
 {
-    struct buf t;
     const char *colon = memchr(field, ':', len);
-    size_t namelen, linelen = 0;
+    size_t namelen, start;
+    char *o;
     struct field *f;
 
     if (colon == NULL)
@@ -472,42 +696,43 @@ int dkim_sign_header(struct dkim_sign *ds, const char *field, size_t len, struct
         if ((unsigned char)field[i] <= ' ' || (unsigned char)field[i] >= 127)
             return refuse(ds, why, "header field name '%.*s' is not printable ASCII",
                           (int)(namelen > 60 ? 60 : namelen), field);
-    /* Line ends as sent: CRLF everywhere, one at the end. */
-    buf_init(&t, len + 4);
-    for (size_t i = 0; i < len; i++) {
-        char c = field[i];
+    /* Line ends as sent: CRLF everywhere (a bare LF too), one at the end. */
+    buf_reserve(&ds->arena, 2 * len + 3);
+    start = ds->arena.len;
+    o = ds->arena.data + start;
+    for (const char *p = field, *end = field + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        size_t n;
 
-        if (c == '\r' && i + 1 < len && field[i + 1] == '\n')
-            continue;
-        if (c == '\n' || c == '\r') {
-            if (c == '\r') {
-                buf_putc(&t, c); /* a bare CR is data */
-                linelen++;
-                continue;
-            }
-            buf_puts(&t, "\r\n");
-            linelen = 0;
-            continue;
-        }
-        if (++linelen > DKIM_HEADER_MAX) {
-            buf_release(&t);
+        if (nl && e > p && e[-1] == '\r')
+            e--; /* CRLF; a CR anywhere else is data */
+        n = (size_t)(e - p);
+        if (n > DKIM_HEADER_MAX)
             return refuse(ds, why, "header field %.*s has a line over %d bytes",
                           (int)(namelen > 60 ? 60 : namelen), field, DKIM_HEADER_MAX);
-        }
-        buf_putc(&t, c);
+        memcpy(o, p, n);
+        o += n;
+        if (nl == NULL)
+            break;
+        *o++ = '\r';
+        *o++ = '\n';
+        p = nl + 1;
     }
-    while (t.len >= 2 && t.data[t.len - 2] == '\r' && t.data[t.len - 1] == '\n')
-        buf_truncate(&t, t.len - 2);
-    buf_puts(&t, "\r\n");
+    while (o - ds->arena.data >= (ptrdiff_t)start + 2 && o[-2] == '\r' && o[-1] == '\n')
+        o -= 2;
+    *o++ = '\r';
+    *o++ = '\n';
+    *o = 0;
+    ds->arena.len = (size_t)(o - ds->arena.data);
     if (ds->nfields == ds->cap) {
         ds->cap = ds->cap ? ds->cap * 2 : 16;
         ds->fields = myrealloc(ds->fields, ds->cap * sizeof(*ds->fields));
     }
     f = &ds->fields[ds->nfields++];
-    f->len = t.len;
+    f->off = start;
+    f->len = ds->arena.len - start;
     f->namelen = namelen;
-    f->text = buf_steal(&t);
-    buf_release(&t);
     return 0;
 }
 
@@ -516,6 +741,7 @@ static void canon_field(enum dkim_canon canon, const char *text, size_t len,
                         size_t namelen, struct buf *out)
 {
     const char *p, *end = text + len;
+    char *o;
     int wsp = 0, started = 0;
 
     if (canon == DKIM_SIMPLE) {
@@ -523,33 +749,39 @@ static void canon_field(enum dkim_canon canon, const char *text, size_t len,
         return;
     }
     /* relaxed: name in lower case, unfolded, runs of WSP as one SP, no WSP
-       around the colon or at the end */
+       around the colon or at the end; written in place (it only shrinks) */
+    buf_reserve(out, len + 3);
+    o = out->data + out->len;
     for (size_t i = 0; i < namelen; i++)
-        buf_putc(out, (text[i] >= 'A' && text[i] <= 'Z') ? text[i] + 32 : text[i]);
-    buf_putc(out, ':');
+        *o++ = (text[i] >= 'A' && text[i] <= 'Z') ? text[i] + 32 : text[i];
+    *o++ = ':';
     p = (const char *)memchr(text, ':', len) + 1;
     for (; p < end; p++) {
-        if (*p == '\r' && p + 1 < end && p[1] == '\n') {
-            p++; /* unfold */
-            continue;
+        char c = *p;
+
+        if (c == ' ' || c == '\t') {
+            wsp = started;
+        } else if (c == '\r' && p + 1 < end && p[1] == '\n') {
+            p++; /* unfold (and the final CRLF, put back below) */
+        } else {
+            if (wsp)
+                *o++ = ' ';
+            wsp = 0;
+            started = 1;
+            *o++ = c;
         }
-        if (*p == ' ' || *p == '\t') {
-            wsp = 1;
-            continue;
-        }
-        if (wsp && started)
-            buf_putc(out, ' ');
-        wsp = 0;
-        started = 1;
-        buf_putc(out, *p);
     }
-    buf_puts(out, "\r\n");
+    *o++ = '\r';
+    *o++ = '\n';
+    out->len = (size_t)(o - out->data);
+    out->data[out->len] = 0;
 }
 
 /* name_is - does a field have this name (case-insensitive)? */
-static int name_is(const struct field *f, const char *name)
+static int name_is(const struct dkim_sign *ds, const struct field *f, const char *name)
 {
-    return strlen(name) == f->namelen && strncasecmp(f->text, name, f->namelen) == 0;
+    return strlen(name) == f->namelen &&
+           strncasecmp(ds->arena.data + f->off, name, f->namelen) == 0;
 }
 
 /* fold_add - append text to a header being built, folding before it if the
@@ -621,6 +853,61 @@ static const char *tag_value(const char *text, size_t len, const char *name, siz
     return NULL;
 }
 
+/* key_sign - the private-key operation over a digest, with a pooled context */
+static int key_sign(struct dkim_key *key, const unsigned char *digest, size_t dlen,
+                    unsigned char *sig, size_t *siglen)
+{
+    void *ctx = NULL;
+    int ok;
+
+    pthread_mutex_lock(&key->pool_lock);
+    if (key->npool > 0)
+        ctx = key->pool[--key->npool];
+    pthread_mutex_unlock(&key->pool_lock);
+    if (ctx == NULL && key->alg == DKIM_RSA_SHA256) {
+        EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL);
+
+        if (pctx == NULL || EVP_PKEY_sign_init(pctx) != 1 ||
+            EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1 ||
+            EVP_PKEY_CTX_set_signature_md(pctx, sha256()) != 1) {
+            EVP_PKEY_CTX_free(pctx);
+            return -1;
+        }
+        ctx = pctx;
+    } else if (ctx == NULL) {
+        EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+
+        if (mctx == NULL || EVP_DigestSignInit(mctx, NULL, NULL, NULL, key->pkey) != 1) {
+            EVP_MD_CTX_free(mctx);
+            return -1;
+        }
+        ctx = mctx;
+    }
+    if (key->alg == DKIM_RSA_SHA256)
+        ok = EVP_PKEY_sign(ctx, sig, siglen, digest, dlen) == 1;
+    else
+        ok = EVP_DigestSign(ctx, sig, siglen, digest, dlen) == 1;
+    if (!ok) {
+        /* not put back: a context in an unknown state is not reused */
+        if (key->alg == DKIM_RSA_SHA256)
+            EVP_PKEY_CTX_free(ctx);
+        else
+            EVP_MD_CTX_free(ctx);
+        return -1;
+    }
+    pthread_mutex_lock(&key->pool_lock);
+    if (key->npool < KEY_POOL) {
+        key->pool[key->npool++] = ctx;
+        ctx = NULL;
+    }
+    pthread_mutex_unlock(&key->pool_lock);
+    if (ctx && key->alg == DKIM_RSA_SHA256)
+        EVP_PKEY_CTX_free(ctx);
+    else if (ctx)
+        EVP_MD_CTX_free(ctx);
+    return 0;
+}
+
 /*
  * sign_field - the one signing step behind dkim_sign_end and
  * dkim_sign_end_as: "field" holds a DKIM-Signature field complete but for
@@ -629,36 +916,35 @@ static const char *tag_value(const char *text, size_t len, const char *name, siz
  * is no more: RFC 6376 5.4.2), then the field itself, and the signature is
  * appended to it.
  */
-static int sign_field(struct dkim_sign *ds, size_t col, struct buf *field,
-                      struct buf *why)
+static int sign_field(struct dkim_sign *ds, const char *h, size_t hlen, size_t col,
+                      struct buf *field, struct buf *why)
 {
     unsigned char digest[32], sig[1024];
-    size_t siglen = sizeof(sig), hlen, nlen;
+    size_t siglen = sizeof(sig), nlen;
     struct buf data, b64;
-    EVP_MD_CTX *ctx = NULL;
     unsigned int dlen = 32;
-    unsigned char *used;
-    const char *h, *hend, *name;
+    unsigned char *used, used_small[64];
+    const char *hend = h + hlen, *name;
     int rc = -1;
 
-    if ((h = tag_value(field->data, field->len, "h", &hlen)) == NULL)
-        return buf_error(why, "the DKIM-Signature field has no h= tag");
-    hend = h + hlen;
     buf_init(&data, 4096);
     buf_init(&b64, 512);
-    used = mycalloc(ds->nfields + 1, 1);
+    used = ds->nfields < sizeof(used_small) ? used_small : mymalloc(ds->nfields + 1);
+    memset(used, 0, ds->nfields + 1);
     while ((name = hlist_next(&h, hend, &nlen)) != NULL) {
         for (size_t i = ds->nfields; i-- > 0;) {
             if (used[i] || ds->fields[i].namelen != nlen ||
-                strncasecmp(ds->fields[i].text, name, nlen) != 0)
+                (ds->arena.data[ds->fields[i].off] | 0x20) != (name[0] | 0x20) ||
+                strncasecmp(ds->arena.data + ds->fields[i].off, name, nlen) != 0)
                 continue;
             used[i] = 1;
-            canon_field(ds->p.header_canon, ds->fields[i].text, ds->fields[i].len,
-                        ds->fields[i].namelen, &data);
+            canon_field(ds->p.header_canon, ds->arena.data + ds->fields[i].off,
+                        ds->fields[i].len, ds->fields[i].namelen, &data);
             break;
         }
     }
-    myfree(used);
+    if (used != used_small)
+        myfree(used);
     /* then this field, b= empty, without a final CRLF */
     {
         size_t start = data.len;
@@ -670,23 +956,14 @@ static int sign_field(struct dkim_sign *ds, size_t col, struct buf *field,
             data.data[data.len - 1] == '\n')
             buf_truncate(&data, data.len - 2);
     }
-    if ((ctx = EVP_MD_CTX_new()) == NULL)
-        msg_fatal("out of memory");
-    if (ds->key->alg == DKIM_RSA_SHA256) {
-        if (EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, ds->key->pkey) != 1 ||
-            EVP_DigestSign(ctx, sig, &siglen, (unsigned char *)data.data, data.len) !=
-                1) {
-            buf_error(why, "RSA signing failed");
-            goto out;
-        }
-    } else {
-        /* RFC 8463: Ed25519 signs the SHA-256 of the data */
-        if (EVP_Digest(data.data, data.len, digest, &dlen, EVP_sha256(), NULL) != 1 ||
-            EVP_DigestSignInit(ctx, NULL, NULL, NULL, ds->key->pkey) != 1 ||
-            EVP_DigestSign(ctx, sig, &siglen, digest, dlen) != 1) {
-            buf_error(why, "Ed25519 signing failed");
-            goto out;
-        }
+    /* rsa-sha256 signs the SHA-256 (PKCS #1 v1.5); RFC 8463: Ed25519 too */
+    /* (the body's hashing context is done with: reuse it) */
+    if (EVP_DigestInit_ex(ds->body_md, sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(ds->body_md, data.data, data.len) != 1 ||
+        EVP_DigestFinal_ex(ds->body_md, digest, &dlen) != 1 ||
+        key_sign(ds->key, digest, dlen, sig, &siglen) < 0) {
+        buf_error(why, "%s signing failed", dkim_alg_name(ds->key->alg));
+        goto out;
     }
     base64(&b64, sig, siglen);
     /* b= folded in 72-character pieces */
@@ -702,7 +979,6 @@ static int sign_field(struct dkim_sign *ds, size_t col, struct buf *field,
     }
     rc = 0;
 out:
-    EVP_MD_CTX_free(ctx);
     buf_release(&data);
     buf_release(&b64);
     return rc;
@@ -714,9 +990,32 @@ static int sign_ready(struct dkim_sign *ds, struct buf *why)
     if (ds->failed)
         return buf_error(why, "the message cannot be signed: %s", buf_str(&ds->failure));
     for (size_t i = 0; i < ds->nfields; i++)
-        if (name_is(&ds->fields[i], "From"))
+        if (name_is(ds, &ds->fields[i], "From"))
             return 0;
     return buf_error(why, "the message has no From field to sign");
+}
+
+/* tag_set - tag = a b c (b, c may be NULL) */
+static void tag_set(struct buf *tag, const char *a, const char *b, const char *c)
+{
+    buf_set(tag, a);
+    if (b)
+        buf_puts(tag, b);
+    if (c)
+        buf_puts(tag, c);
+}
+
+/* tag_num - append a non-negative number and ';' */
+static void tag_num(struct buf *tag, long long v)
+{
+    char digits[24], *d = digits + sizeof(digits);
+
+    *--d = 0;
+    *--d = ';';
+    do
+        *--d = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    buf_puts(tag, d);
 }
 
 /* dkim_sign_end - see dkim.h */
@@ -724,6 +1023,7 @@ int dkim_sign_end(struct dkim_sign *ds, struct buf *field, struct buf *why)
 {
     unsigned char bh[32];
     size_t col;
+    int rc;
     struct buf hlist, tag;
     time_t now = ds->p.now ? ds->p.now : time(NULL);
 
@@ -739,34 +1039,44 @@ int dkim_sign_end(struct dkim_sign *ds, struct buf *field, struct buf *why)
      * so that no From can be added.
      */
     for (const char *const *name = ds->p.headers; *name; name++) {
-        int n = strcasecmp(*name, "From") == 0, dup = 0;
+        size_t len = strlen(*name);
+        int n = len == 4 && strcasecmp(*name, "From") == 0, dup = 0;
 
-        for (const char *const *prev = ds->p.headers; prev < name; prev++)
-            dup |= strcasecmp(*prev, *name) == 0;
+        for (const char *const *prev = ds->p.headers; prev < name && !dup; prev++)
+            dup = ((*prev)[0] | 0x20) == ((*name)[0] | 0x20) &&
+                  strcasecmp(*prev, *name) == 0;
         if (dup)
             continue;
         for (size_t i = 0; i < ds->nfields; i++)
-            n += name_is(&ds->fields[i], *name);
-        while (n-- > 0)
-            buf_printf(&hlist, "%s%s", hlist.len ? ":" : "", *name);
+            n += ds->fields[i].namelen == len &&
+                 (ds->arena.data[ds->fields[i].off] | 0x20) == ((*name)[0] | 0x20) &&
+                 strncasecmp(ds->arena.data + ds->fields[i].off, *name, len) == 0;
+        while (n-- > 0) {
+            if (hlist.len)
+                buf_putc(&hlist, ':');
+            buf_append(&hlist, *name, len);
+        }
     }
 
     /* The DKIM-Signature field, up to an empty b=. */
     buf_reset(field);
     buf_puts(field, "DKIM-Signature:");
     col = field->len;
-    buf_setf(&tag, "v=1; a=%s; c=%s/%s;", dkim_alg_name(ds->key->alg),
-             ds->p.header_canon == DKIM_RELAXED ? "relaxed" : "simple",
-             ds->p.body_canon == DKIM_RELAXED ? "relaxed" : "simple");
+    /* (no printf here: this runs once per message and signature) */
+    tag_set(&tag, "v=1; a=", dkim_alg_name(ds->key->alg), "; c=");
+    buf_puts(&tag, ds->p.header_canon == DKIM_RELAXED ? "relaxed/" : "simple/");
+    buf_puts(&tag, ds->p.body_canon == DKIM_RELAXED ? "relaxed;" : "simple;");
     fold_add(field, &col, buf_str(&tag));
-    buf_setf(&tag, "d=%s;", ds->key->domain);
+    tag_set(&tag, "d=", ds->key->domain, ";");
     fold_add(field, &col, buf_str(&tag));
-    buf_setf(&tag, "s=%s;", ds->key->selector);
+    tag_set(&tag, "s=", ds->key->selector, ";");
     fold_add(field, &col, buf_str(&tag));
-    buf_setf(&tag, "t=%lld;", (long long)now);
+    tag_set(&tag, "t=", NULL, NULL);
+    tag_num(&tag, (long long)now);
     fold_add(field, &col, buf_str(&tag));
     if (ds->p.expire > 0) {
-        buf_setf(&tag, "x=%lld;", (long long)now + ds->p.expire);
+        tag_set(&tag, "x=", NULL, NULL);
+        tag_num(&tag, (long long)now + ds->p.expire);
         fold_add(field, &col, buf_str(&tag));
     }
     /* h= may fold after any colon */
@@ -803,9 +1113,10 @@ int dkim_sign_end(struct dkim_sign *ds, struct buf *field, struct buf *why)
     buf_putc(&tag, ';');
     fold_add(field, &col, buf_str(&tag));
     fold_add(field, &col, "b=");
-    buf_release(&hlist);
     buf_release(&tag);
-    return sign_field(ds, col, field, why);
+    rc = sign_field(ds, hlist.data, hlist.len, col, field, why);
+    buf_release(&hlist);
+    return rc;
 }
 
 /* dkim_sign_end_as - see dkim.h */
@@ -813,9 +1124,8 @@ int dkim_sign_end_as(struct dkim_sign *ds, const char *unsigned_field, struct bu
                      struct buf *why)
 {
     unsigned char bh[32];
-    const char *nl;
-    size_t len = strlen(unsigned_field), blen;
-    const char *b;
+    const char *nl, *b, *h;
+    size_t len = strlen(unsigned_field), blen, hlen;
 
     if (sign_ready(ds, why) < 0)
         return -1;
@@ -825,7 +1135,9 @@ int dkim_sign_end_as(struct dkim_sign *ds, const char *unsigned_field, struct bu
         return buf_error(why, "the DKIM-Signature field must end with an empty b=");
     buf_set(field, unsigned_field);
     nl = strrchr(unsigned_field, '\n');
-    return sign_field(ds, nl ? strlen(nl + 1) : len, field, why);
+    if ((h = tag_value(unsigned_field, len, "h", &hlen)) == NULL)
+        return buf_error(why, "the DKIM-Signature field has no h= tag");
+    return sign_field(ds, h, hlen, nl ? strlen(nl + 1) : len, field, why);
 }
 
 /* dkim_sign_body_hash - see dkim.h */

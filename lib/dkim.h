@@ -87,7 +87,7 @@ extern const char *const dkim_default_headers[];
 /* dkim_params_init - relaxed/relaxed, the default header list, no x= */
 void dkim_params_init(struct dkim_params *p);
 
-struct dkim_sign *dkim_sign_new(const struct dkim_key *key, const struct dkim_params *p);
+struct dkim_sign *dkim_sign_new(struct dkim_key *key, const struct dkim_params *p);
 
 /*
  * dkim_sign_header - one header field, from its name to the end of its
