@@ -756,20 +756,53 @@ static void canon_field(enum dkim_canon canon, const char *text, size_t len,
         *o++ = (text[i] >= 'A' && text[i] <= 'Z') ? text[i] + 32 : text[i];
     *o++ = ':';
     p = (const char *)memchr(text, ':', len) + 1;
-    for (; p < end; p++) {
-        char c = *p;
+    while (p < end) {
+        const char *q = p;
 
-        if (c == ' ' || c == '\t') {
+        /* white space and folding, as much as there is: one SP, if inside */
+        if (*p == ' ' || *p == '\t' || (*p == '\r' && p + 1 < end && p[1] == '\n')) {
+            while (p < end && (*p == ' ' || *p == '\t' ||
+                               (*p == '\r' && p + 1 < end && p[1] == '\n')))
+                p += *p == '\r' ? 2 : 1;
             wsp = started;
-        } else if (c == '\r' && p + 1 < end && p[1] == '\n') {
-            p++; /* unfold (and the final CRLF, put back below) */
-        } else {
-            if (wsp)
-                *o++ = ' ';
-            wsp = 0;
-            started = 1;
-            *o++ = c;
+            continue;
         }
+        /* a run that is its own canonical form: no white space but single
+           spaces between other bytes (a bare CR or control byte is data) */
+#ifdef __SSE2__
+        {
+            const __m128i s20 = _mm_set1_epi8(0x20);
+
+            while (end - q >= 17) {
+                __m128i v = _mm_loadu_si128((const __m128i *)q);
+                __m128i v1 = _mm_loadu_si128((const __m128i *)(q + 1));
+                __m128i sp = _mm_cmpeq_epi8(v, s20);
+                __m128i ws = _mm_or_si128(sp, _mm_cmpeq_epi8(v, _mm_set1_epi8('\t')));
+                __m128i le1 = _mm_cmpeq_epi8(_mm_max_epu8(v1, s20), s20);
+
+                __m128i cr = _mm_cmpeq_epi8(v, _mm_set1_epi8('\r'));
+
+                if (_mm_movemask_epi8(
+                        _mm_or_si128(cr, _mm_or_si128(_mm_andnot_si128(sp, ws),
+                                                      _mm_and_si128(sp, le1)))) != 0)
+                    break;
+                q += 16;
+            }
+        }
+#endif
+        while (q < end && *q != '\t' && *q != '\r' &&
+               (*q != ' ' || (q + 1 < end && (unsigned char)q[1] > ' ')))
+            q++;
+        if (q == p) { /* a CR that is data */
+            q++;
+        }
+        if (wsp)
+            *o++ = ' ';
+        wsp = 0;
+        started = 1;
+        memcpy(o, p, (size_t)(q - p));
+        o += q - p;
+        p = q;
     }
     *o++ = '\r';
     *o++ = '\n';

@@ -44,6 +44,29 @@ echo "$hdr" | crlf >"$WORK/m/no-body.eml"
 { echo "$hdr"; echo; printf 'lf only\n\n'; } >"$WORK/m/lf.lfeml"
 # a bare CR inside a body line is data
 { echo "$hdr" | crlf; printf '\r\nbare\rCR inside\r\n'; } >"$WORK/m/bare-cr.eml"
+# white space in long header values and bodies at every offset of the
+# 16-byte blocks the signer scans at once: runs of spaces and tabs, a space
+# before a fold or a line end, trailing white space, control bytes
+/usr/bin/python3 - "$WORK/m/whitespace.eml" <<'PY'
+import sys
+gaps = [" ", "  ", "\t", " \t ", "    ", "\x01", " \x02"]
+out = ["From: Alice <alice@example.com>", "To: bob@example.net",
+       "Date: Mon, 23 Nov 2026 10:00:00 +0000", "Message-ID: <ws@example.com>"]
+for k in range(12):
+    v = "".join(chr(97 + (k + i) % 26) + (gaps[(k + i) % 7] if (k + i) % 3 == 0 else "")
+                for i in range(20 + 7 * k))
+    out.append("Subject: " + v + ("   " if k % 2 else "") +
+               ("\r\n\t" + v[:17] + " \r\n  end" if k % 3 == 0 else ""))
+out.append("")
+for k in range(60):
+    line = "".join(chr(65 + (k * i) % 26) + (gaps[(k + i) % 7] if (k * i) % 5 == 1 else "")
+                   for i in range(k % 41))
+    out.append(line + (" " * (k % 3)))
+    if k % 13 == 0:
+        out.append("")
+out += ["", " ", "\t", ""]
+open(sys.argv[1], "wb").write("\r\n".join(out).encode("latin-1") + b"\r\n")
+PY
 
 n=0
 for canon in relaxed/relaxed simple/simple relaxed/simple simple/relaxed; do
