@@ -44,6 +44,9 @@ struct dkim_key {
     pthread_mutex_t pool_lock;
     void *pool[KEY_POOL];
     int npool;
+    /* finished signing states, kept with their buffers for the next message */
+    struct dkim_sign *spare[KEY_POOL];
+    int nspare;
     enum dkim_alg alg;
     int bits;
     char *domain, *selector;
@@ -92,11 +95,21 @@ struct dkim_sign {
     /* header fields */
     struct field *fields;
     size_t nfields, cap;
-    struct buf arena; /* the fields' text, one after the other */
+    struct buf arena;                 /* the fields' text, one after the other */
+    struct buf hlist, tag, data, b64; /* scratch of dkim_sign_end */
+    /* the header names to sign, each once, with lengths */
+    struct hname {
+        const char *name;
+        size_t len;
+        int is_from;
+    } * names;
+    size_t nnames, names_cap;
     int failed;
     struct buf failure;              /* why the first refused field was refused */
     unsigned char stage[STAGE_SIZE]; /* last: not cleared by dkim_sign_new */
 };
+
+static void sign_state_free(struct dkim_sign *ds);
 
 /* The SHA-256 implementation, fetched once: an implicit fetch per use
    (EVP_sha256()) costs OpenSSL 3 a lookup every time. */
@@ -260,6 +273,8 @@ void dkim_key_free(struct dkim_key *key)
             EVP_PKEY_CTX_free(key->pool[i]);
         else
             EVP_MD_CTX_free(key->pool[i]);
+    for (int i = 0; i < key->nspare; i++)
+        sign_state_free(key->spare[i]);
     pthread_mutex_destroy(&key->pool_lock);
     EVP_PKEY_free(key->pkey);
     myfree(key->domain);
@@ -362,6 +377,14 @@ static inline void stage_put(struct dkim_sign *ds, unsigned char c)
 /* stage_run - canonical bytes into the hash */
 static inline void stage_run(struct dkim_sign *ds, const unsigned char *p, size_t n)
 {
+    if (n >= 512) {
+        /* a long run is hashed where it is, not copied */
+        if (ds->staged)
+            EVP_DigestUpdate(ds->body_md, ds->stage, ds->staged);
+        ds->staged = 0;
+        EVP_DigestUpdate(ds->body_md, p, n);
+        return;
+    }
     while (n > 0) {
         size_t room = STAGE_SIZE - ds->staged, k = n < room ? n : room;
 
@@ -624,23 +647,49 @@ static void body_final(struct dkim_sign *ds, unsigned char hash[32])
 
 /* Header fields. */
 
+/* sign_state_free - release a signing state for good */
+static void sign_state_free(struct dkim_sign *ds)
+{
+    EVP_MD_CTX_free(ds->body_md);
+    buf_release(&ds->arena);
+    buf_release(&ds->hlist);
+    buf_release(&ds->tag);
+    buf_release(&ds->data);
+    buf_release(&ds->b64);
+    myfree(ds->names);
+    myfree(ds->fields);
+    myfree(ds);
+}
+
 /* dkim_sign_new - see dkim.h */
 struct dkim_sign *dkim_sign_new(struct dkim_key *key, const struct dkim_params *p)
 {
-    struct dkim_sign *ds = mymalloc(sizeof(*ds));
+    struct dkim_sign *ds = NULL;
 
-    memset(ds, 0, offsetof(struct dkim_sign, stage));
-
+    /* a state a finished message left with this key, buffers and all */
+    pthread_mutex_lock(&key->pool_lock);
+    if (key->nspare > 0)
+        ds = key->spare[--key->nspare];
+    pthread_mutex_unlock(&key->pool_lock);
+    if (ds == NULL) {
+        ds = mymalloc(sizeof(*ds));
+        memset(ds, 0, offsetof(struct dkim_sign, stage));
+        buf_init(&ds->arena, 2048);
+        buf_init(&ds->hlist, 256);
+        buf_init(&ds->tag, 128);
+        buf_init(&ds->data, 4096);
+        buf_init(&ds->b64, 512);
+        if ((ds->body_md = EVP_MD_CTX_new()) == NULL)
+            msg_fatal("out of memory");
+    }
     ds->key = key;
-    buf_init(&ds->arena, 2048);
     if (p)
         ds->p = *p;
     else
         dkim_params_init(&ds->p);
     if (ds->p.headers == NULL)
         ds->p.headers = dkim_default_headers;
-    ds->body_md = EVP_MD_CTX_new();
-    if (ds->body_md == NULL || EVP_DigestInit_ex(ds->body_md, sha256(), NULL) != 1)
+    if (EVP_DigestInit_ex(ds->body_md, sha256(), NULL) != 1)
         msg_fatal("cannot set up SHA-256");
     return ds;
 }
@@ -648,14 +697,28 @@ struct dkim_sign *dkim_sign_new(struct dkim_key *key, const struct dkim_params *
 /* dkim_sign_free - release a signature in progress */
 void dkim_sign_free(struct dkim_sign *ds)
 {
+    struct dkim_key *key;
+
     if (ds == NULL)
         return;
-    EVP_MD_CTX_free(ds->body_md);
     if (ds->failed)
         buf_release(&ds->failure);
-    buf_release(&ds->arena);
-    myfree(ds->fields);
-    myfree(ds);
+    /* back to the key for the next message, with the state cleared */
+    key = ds->key;
+    ds->staged = 0;
+    ds->cr_held = ds->line_has_data = ds->wsp_pending = ds->body_has_data = 0;
+    ds->empty_lines = 0;
+    ds->nfields = 0;
+    ds->failed = 0;
+    buf_reset(&ds->arena);
+    pthread_mutex_lock(&key->pool_lock);
+    if (key->nspare < KEY_POOL && ds->arena.cap <= 65536) {
+        key->spare[key->nspare++] = ds;
+        ds = NULL;
+    }
+    pthread_mutex_unlock(&key->pool_lock);
+    if (ds)
+        sign_state_free(ds);
 }
 
 /* refuse - a field that cannot be signed: remember the first reason, return -1 */
@@ -954,14 +1017,14 @@ static int sign_field(struct dkim_sign *ds, const char *h, size_t hlen, size_t c
 {
     unsigned char digest[32], sig[1024];
     size_t siglen = sizeof(sig), nlen;
-    struct buf data, b64;
+    struct buf *data = &ds->data, *b64 = &ds->b64;
     unsigned int dlen = 32;
     unsigned char *used, used_small[64];
     const char *hend = h + hlen, *name;
     int rc = -1;
 
-    buf_init(&data, 4096);
-    buf_init(&b64, 512);
+    buf_reset(data);
+    buf_reset(b64);
     used = ds->nfields < sizeof(used_small) ? used_small : mymalloc(ds->nfields + 1);
     memset(used, 0, ds->nfields + 1);
     while ((name = hlist_next(&h, hend, &nlen)) != NULL) {
@@ -972,7 +1035,7 @@ static int sign_field(struct dkim_sign *ds, const char *h, size_t hlen, size_t c
                 continue;
             used[i] = 1;
             canon_field(ds->p.header_canon, ds->arena.data + ds->fields[i].off,
-                        ds->fields[i].len, ds->fields[i].namelen, &data);
+                        ds->fields[i].len, ds->fields[i].namelen, data);
             break;
         }
     }
@@ -980,40 +1043,39 @@ static int sign_field(struct dkim_sign *ds, const char *h, size_t hlen, size_t c
         myfree(used);
     /* then this field, b= empty, without a final CRLF */
     {
-        size_t start = data.len;
+        size_t start = data->len;
 
         canon_field(ds->p.header_canon, field->data, field->len, strlen("DKIM-Signature"),
-                    &data);
+                    data);
         /* relaxed canonicalisation ends the field with CRLF: not this one */
-        if (data.len >= start + 2 && data.data[data.len - 2] == '\r' &&
-            data.data[data.len - 1] == '\n')
-            buf_truncate(&data, data.len - 2);
+        if (data->len >= start + 2 && data->data[data->len - 2] == '\r' &&
+            data->data[data->len - 1] == '\n')
+            buf_truncate(data, data->len - 2);
     }
     /* rsa-sha256 signs the SHA-256 (PKCS #1 v1.5); RFC 8463: Ed25519 too */
     /* (the body's hashing context is done with: reuse it) */
     if (EVP_DigestInit_ex(ds->body_md, sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(ds->body_md, data.data, data.len) != 1 ||
+        EVP_DigestUpdate(ds->body_md, data->data, data->len) != 1 ||
         EVP_DigestFinal_ex(ds->body_md, digest, &dlen) != 1 ||
         key_sign(ds->key, digest, dlen, sig, &siglen) < 0) {
         buf_error(why, "%s signing failed", dkim_alg_name(ds->key->alg));
         goto out;
     }
-    base64(&b64, sig, siglen);
+    base64(b64, sig, siglen);
     /* b= folded in 72-character pieces */
-    for (size_t off = 0; off < b64.len; off += 72) {
-        size_t n = b64.len - off < 72 ? b64.len - off : 72;
+    for (size_t off = 0; off < b64->len; off += 72) {
+        size_t n = b64->len - off < 72 ? b64->len - off : 72;
 
         if (off > 0 || col + n > 78) {
             buf_puts(field, "\r\n\t");
             col = 1;
         }
-        buf_append(field, b64.data + off, n);
+        buf_append(field, b64->data + off, n);
         col += n;
     }
     rc = 0;
 out:
-    buf_release(&data);
-    buf_release(&b64);
+
     return rc;
 }
 
@@ -1026,6 +1088,33 @@ static int sign_ready(struct dkim_sign *ds, struct buf *why)
         if (name_is(ds, &ds->fields[i], "From"))
             return 0;
     return buf_error(why, "the message has no From field to sign");
+}
+
+/* names_prepare - the configured header names, duplicates dropped */
+static void names_prepare(struct dkim_sign *ds)
+{
+    size_t n = 0;
+
+    for (const char *const *name = ds->p.headers; *name; name++)
+        n++;
+    if (n + 1 > ds->names_cap) {
+        ds->names_cap = n + 1;
+        ds->names = myrealloc(ds->names, ds->names_cap * sizeof(*ds->names));
+    }
+    ds->nnames = 0;
+    for (const char *const *name = ds->p.headers; *name; name++) {
+        size_t len = strlen(*name), k;
+
+        for (k = 0; k < ds->nnames; k++)
+            if (ds->names[k].len == len && strcasecmp(ds->names[k].name, *name) == 0)
+                break;
+        if (k < ds->nnames || len == 0)
+            continue;
+        ds->names[ds->nnames].name = *name;
+        ds->names[ds->nnames].len = len;
+        ds->names[ds->nnames].is_from = len == 4 && strcasecmp(*name, "From") == 0;
+        ds->nnames++;
+    }
 }
 
 /* tag_set - tag = a b c (b, c may be NULL) */
@@ -1057,37 +1146,34 @@ int dkim_sign_end(struct dkim_sign *ds, struct buf *field, struct buf *why)
     unsigned char bh[32];
     size_t col;
     int rc;
-    struct buf hlist, tag;
+    struct buf *hlist = &ds->hlist, *tag = &ds->tag;
     time_t now = ds->p.now ? ds->p.now : time(NULL);
 
     if (sign_ready(ds, why) < 0)
         return -1;
     body_final(ds, bh);
-    buf_init(&hlist, 256);
-    buf_init(&tag, 128);
+    buf_reset(hlist);
+    buf_reset(tag);
 
     /*
      * h=: each listed name (once, however often listed) as many times as it
      * occurs, so that every instance is signed, bottom-up; From once more,
      * so that no From can be added.
      */
-    for (const char *const *name = ds->p.headers; *name; name++) {
-        size_t len = strlen(*name);
-        int n = len == 4 && strcasecmp(*name, "From") == 0, dup = 0;
+    names_prepare(ds);
+    for (size_t k = 0; k < ds->nnames; k++) {
+        const char *name = ds->names[k].name;
+        size_t len = ds->names[k].len;
+        int n = ds->names[k].is_from;
 
-        for (const char *const *prev = ds->p.headers; prev < name && !dup; prev++)
-            dup = ((*prev)[0] | 0x20) == ((*name)[0] | 0x20) &&
-                  strcasecmp(*prev, *name) == 0;
-        if (dup)
-            continue;
         for (size_t i = 0; i < ds->nfields; i++)
             n += ds->fields[i].namelen == len &&
-                 (ds->arena.data[ds->fields[i].off] | 0x20) == ((*name)[0] | 0x20) &&
-                 strncasecmp(ds->arena.data + ds->fields[i].off, *name, len) == 0;
+                 (ds->arena.data[ds->fields[i].off] | 0x20) == (name[0] | 0x20) &&
+                 strncasecmp(ds->arena.data + ds->fields[i].off, name, len) == 0;
         while (n-- > 0) {
-            if (hlist.len)
-                buf_putc(&hlist, ':');
-            buf_append(&hlist, *name, len);
+            if (hlist->len)
+                buf_putc(hlist, ':');
+            buf_append(hlist, name, len);
         }
     }
 
@@ -1096,59 +1182,57 @@ int dkim_sign_end(struct dkim_sign *ds, struct buf *field, struct buf *why)
     buf_puts(field, "DKIM-Signature:");
     col = field->len;
     /* (no printf here: this runs once per message and signature) */
-    tag_set(&tag, "v=1; a=", dkim_alg_name(ds->key->alg), "; c=");
-    buf_puts(&tag, ds->p.header_canon == DKIM_RELAXED ? "relaxed/" : "simple/");
-    buf_puts(&tag, ds->p.body_canon == DKIM_RELAXED ? "relaxed;" : "simple;");
-    fold_add(field, &col, buf_str(&tag));
-    tag_set(&tag, "d=", ds->key->domain, ";");
-    fold_add(field, &col, buf_str(&tag));
-    tag_set(&tag, "s=", ds->key->selector, ";");
-    fold_add(field, &col, buf_str(&tag));
-    tag_set(&tag, "t=", NULL, NULL);
-    tag_num(&tag, (long long)now);
-    fold_add(field, &col, buf_str(&tag));
+    tag_set(tag, "v=1; a=", dkim_alg_name(ds->key->alg), "; c=");
+    buf_puts(tag, ds->p.header_canon == DKIM_RELAXED ? "relaxed/" : "simple/");
+    buf_puts(tag, ds->p.body_canon == DKIM_RELAXED ? "relaxed;" : "simple;");
+    fold_add(field, &col, buf_str(tag));
+    tag_set(tag, "d=", ds->key->domain, ";");
+    fold_add(field, &col, buf_str(tag));
+    tag_set(tag, "s=", ds->key->selector, ";");
+    fold_add(field, &col, buf_str(tag));
+    tag_set(tag, "t=", NULL, NULL);
+    tag_num(tag, (long long)now);
+    fold_add(field, &col, buf_str(tag));
     if (ds->p.expire > 0) {
-        tag_set(&tag, "x=", NULL, NULL);
-        tag_num(&tag, (long long)now + ds->p.expire);
-        fold_add(field, &col, buf_str(&tag));
+        tag_set(tag, "x=", NULL, NULL);
+        tag_num(tag, (long long)now + ds->p.expire);
+        fold_add(field, &col, buf_str(tag));
     }
     /* h= may fold after any colon */
     {
-        const char *p = hlist.data;
+        const char *p = hlist->data;
         int first = 1;
 
         while (*p) {
             const char *c = strchr(p, ':');
             size_t n = c ? (size_t)(c - p) + 1 : strlen(p);
 
-            buf_reset(&tag);
+            buf_reset(tag);
             if (first)
-                buf_puts(&tag, "h=");
-            buf_append(&tag, p, n);
+                buf_puts(tag, "h=");
+            buf_append(tag, p, n);
             if (c == NULL)
-                buf_putc(&tag, ';');
+                buf_putc(tag, ';');
             if (first) {
-                fold_add(field, &col, buf_str(&tag));
-            } else if (col + tag.len > 78) {
+                fold_add(field, &col, buf_str(tag));
+            } else if (col + tag->len > 78) {
                 buf_puts(field, "\r\n\t");
-                buf_append(field, tag.data, tag.len);
-                col = 1 + tag.len;
+                buf_append(field, tag->data, tag->len);
+                col = 1 + tag->len;
             } else {
-                buf_append(field, tag.data, tag.len);
-                col += tag.len;
+                buf_append(field, tag->data, tag->len);
+                col += tag->len;
             }
             first = 0;
             p += n;
         }
     }
-    buf_set(&tag, "bh=");
-    base64(&tag, bh, 32);
-    buf_putc(&tag, ';');
-    fold_add(field, &col, buf_str(&tag));
+    buf_set(tag, "bh=");
+    base64(tag, bh, 32);
+    buf_putc(tag, ';');
+    fold_add(field, &col, buf_str(tag));
     fold_add(field, &col, "b=");
-    buf_release(&tag);
-    rc = sign_field(ds, hlist.data, hlist.len, col, field, why);
-    buf_release(&hlist);
+    rc = sign_field(ds, hlist->data, hlist->len, col, field, why);
     return rc;
 }
 
