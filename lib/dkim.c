@@ -76,7 +76,7 @@ const char *const dkim_default_headers[] = {
 #define STAGE_SIZE 4096
 
 struct field {
-    size_t off; /* in the arena: the whole field, lines ending in CRLF */
+    size_t off; /* in the arena: the field in the header canonical form */
     size_t len;
     size_t namelen;
 };
@@ -97,6 +97,8 @@ struct dkim_sign {
     size_t nfields, cap;
     struct buf arena;                 /* the fields' text, one after the other */
     struct buf hlist, tag, data, b64; /* scratch of dkim_sign_end */
+    size_t *order;                    /* the fields h= signs, in order */
+    size_t norder, order_cap;
     /* the header names to sign, each once, with lengths */
     struct hname {
         const char *name;
@@ -110,6 +112,7 @@ struct dkim_sign {
 };
 
 static void sign_state_free(struct dkim_sign *ds);
+static size_t canon_relaxed(const char *text, size_t len, size_t namelen, char *o);
 
 /* The SHA-256 implementation, fetched once: an implicit fetch per use
    (EVP_sha256()) costs OpenSSL 3 a lookup every time. */
@@ -657,6 +660,7 @@ static void sign_state_free(struct dkim_sign *ds)
     buf_release(&ds->data);
     buf_release(&ds->b64);
     myfree(ds->names);
+    myfree(ds->order);
     myfree(ds->fields);
     myfree(ds);
 }
@@ -796,29 +800,32 @@ int dkim_sign_header(struct dkim_sign *ds, const char *field, size_t len, struct
     f->off = start;
     f->len = ds->arena.len - start;
     f->namelen = namelen;
+    if (ds->p.header_canon == DKIM_RELAXED) {
+        /* only the canonical form is ever needed: keep that, in place */
+        f->len = canon_relaxed(ds->arena.data + start, f->len, namelen,
+                               ds->arena.data + start);
+        ds->arena.len = start + f->len;
+        ds->arena.data[ds->arena.len] = 0;
+    }
     return 0;
 }
 
-/* canon_field - one field as the header canonicalisation makes it */
-static void canon_field(enum dkim_canon canon, const char *text, size_t len,
-                        size_t namelen, struct buf *out)
+/*
+ * canon_relaxed - a field as relaxed header canonicalisation makes it: name
+ * in lower case, unfolded, runs of WSP as one SP, no WSP around the colon or
+ * at the end, CRLF.  Writes to o, which may be text itself (the result is
+ * never longer); returns its length.
+ */
+static size_t canon_relaxed(const char *text, size_t len, size_t namelen, char *o)
 {
     const char *p, *end = text + len;
-    char *o;
+    char *o0 = o;
     int wsp = 0, started = 0;
 
-    if (canon == DKIM_SIMPLE) {
-        buf_append(out, text, len);
-        return;
-    }
-    /* relaxed: name in lower case, unfolded, runs of WSP as one SP, no WSP
-       around the colon or at the end; written in place (it only shrinks) */
-    buf_reserve(out, len + 3);
-    o = out->data + out->len;
     for (size_t i = 0; i < namelen; i++)
         *o++ = (text[i] >= 'A' && text[i] <= 'Z') ? text[i] + 32 : text[i];
-    *o++ = ':';
     p = (const char *)memchr(text, ':', len) + 1;
+    *o++ = ':';
     while (p < end) {
         const char *q = p;
 
@@ -842,7 +849,6 @@ static void canon_field(enum dkim_canon canon, const char *text, size_t len,
                 __m128i sp = _mm_cmpeq_epi8(v, s20);
                 __m128i ws = _mm_or_si128(sp, _mm_cmpeq_epi8(v, _mm_set1_epi8('\t')));
                 __m128i le1 = _mm_cmpeq_epi8(_mm_max_epu8(v1, s20), s20);
-
                 __m128i cr = _mm_cmpeq_epi8(v, _mm_set1_epi8('\r'));
 
                 if (_mm_movemask_epi8(
@@ -856,20 +862,31 @@ static void canon_field(enum dkim_canon canon, const char *text, size_t len,
         while (q < end && *q != '\t' && *q != '\r' &&
                (*q != ' ' || (q + 1 < end && (unsigned char)q[1] > ' ')))
             q++;
-        if (q == p) { /* a CR that is data */
+        if (q == p) /* a CR that is data */
             q++;
-        }
         if (wsp)
             *o++ = ' ';
         wsp = 0;
         started = 1;
-        memcpy(o, p, (size_t)(q - p));
+        memmove(o, p, (size_t)(q - p));
         o += q - p;
         p = q;
     }
     *o++ = '\r';
     *o++ = '\n';
-    out->len = (size_t)(o - out->data);
+    return (size_t)(o - o0);
+}
+
+/* canon_field - a field as the header canonicalisation makes it, appended */
+static void canon_field(enum dkim_canon canon, const char *text, size_t len,
+                        size_t namelen, struct buf *out)
+{
+    if (canon == DKIM_SIMPLE) {
+        buf_append(out, text, len);
+        return;
+    }
+    buf_reserve(out, len + 3);
+    out->len += canon_relaxed(text, len, namelen, out->data + out->len);
     out->data[out->len] = 0;
 }
 
@@ -1004,6 +1021,43 @@ static int key_sign(struct dkim_key *key, const unsigned char *digest, size_t dl
     return 0;
 }
 
+/* order_push - one more field for h= to sign */
+static void order_push(struct dkim_sign *ds, size_t i)
+{
+    if (ds->norder == ds->order_cap) {
+        ds->order_cap = ds->order_cap ? 2 * ds->order_cap : 32;
+        ds->order = myrealloc(ds->order, ds->order_cap * sizeof(*ds->order));
+    }
+    ds->order[ds->norder++] = i;
+}
+
+/*
+ * order_from_h - the fields an h= value names: each name takes the next
+ * instance from the bottom, none if there is no more (RFC 6376 5.4.2)
+ */
+static void order_from_h(struct dkim_sign *ds, const char *h, size_t hlen)
+{
+    unsigned char *used, used_small[64];
+    const char *hend = h + hlen, *name;
+    size_t nlen;
+
+    ds->norder = 0;
+    used = ds->nfields < sizeof(used_small) ? used_small : mymalloc(ds->nfields + 1);
+    memset(used, 0, ds->nfields + 1);
+    while ((name = hlist_next(&h, hend, &nlen)) != NULL) {
+        for (size_t i = ds->nfields; i-- > 0;) {
+            if (used[i] || ds->fields[i].namelen != nlen ||
+                strncasecmp(ds->arena.data + ds->fields[i].off, name, nlen) != 0)
+                continue;
+            used[i] = 1;
+            order_push(ds, i);
+            break;
+        }
+    }
+    if (used != used_small)
+        myfree(used);
+}
+
 /*
  * sign_field - the one signing step behind dkim_sign_end and
  * dkim_sign_end_as: "field" holds a DKIM-Signature field complete but for
@@ -1012,35 +1066,21 @@ static int key_sign(struct dkim_key *key, const unsigned char *digest, size_t dl
  * is no more: RFC 6376 5.4.2), then the field itself, and the signature is
  * appended to it.
  */
-static int sign_field(struct dkim_sign *ds, const char *h, size_t hlen, size_t col,
-                      struct buf *field, struct buf *why)
+static int sign_field(struct dkim_sign *ds, size_t col, struct buf *field,
+                      struct buf *why)
 {
     unsigned char digest[32], sig[1024];
-    size_t siglen = sizeof(sig), nlen;
+    size_t siglen = sizeof(sig);
     struct buf *data = &ds->data, *b64 = &ds->b64;
     unsigned int dlen = 32;
-    unsigned char *used, used_small[64];
-    const char *hend = h + hlen, *name;
     int rc = -1;
 
     buf_reset(data);
     buf_reset(b64);
-    used = ds->nfields < sizeof(used_small) ? used_small : mymalloc(ds->nfields + 1);
-    memset(used, 0, ds->nfields + 1);
-    while ((name = hlist_next(&h, hend, &nlen)) != NULL) {
-        for (size_t i = ds->nfields; i-- > 0;) {
-            if (used[i] || ds->fields[i].namelen != nlen ||
-                (ds->arena.data[ds->fields[i].off] | 0x20) != (name[0] | 0x20) ||
-                strncasecmp(ds->arena.data + ds->fields[i].off, name, nlen) != 0)
-                continue;
-            used[i] = 1;
-            canon_field(ds->p.header_canon, ds->arena.data + ds->fields[i].off,
-                        ds->fields[i].len, ds->fields[i].namelen, data);
-            break;
-        }
-    }
-    if (used != used_small)
-        myfree(used);
+    /* the fields, kept in canonical form by dkim_sign_header */
+    for (size_t k = 0; k < ds->norder; k++)
+        buf_append(data, ds->arena.data + ds->fields[ds->order[k]].off,
+                   ds->fields[ds->order[k]].len);
     /* then this field, b= empty, without a final CRLF */
     {
         size_t start = data->len;
@@ -1161,15 +1201,19 @@ int dkim_sign_end(struct dkim_sign *ds, struct buf *field, struct buf *why)
      * so that no From can be added.
      */
     names_prepare(ds);
+    ds->norder = 0;
     for (size_t k = 0; k < ds->nnames; k++) {
         const char *name = ds->names[k].name;
         size_t len = ds->names[k].len;
-        int n = ds->names[k].is_from;
+        int n = ds->names[k].is_from; /* signed once more than it occurs */
 
-        for (size_t i = 0; i < ds->nfields; i++)
-            n += ds->fields[i].namelen == len &&
-                 (ds->arena.data[ds->fields[i].off] | 0x20) == (name[0] | 0x20) &&
-                 strncasecmp(ds->arena.data + ds->fields[i].off, name, len) == 0;
+        for (size_t i = ds->nfields; i-- > 0;)
+            if (ds->fields[i].namelen == len &&
+                (ds->arena.data[ds->fields[i].off] | 0x20) == (name[0] | 0x20) &&
+                strncasecmp(ds->arena.data + ds->fields[i].off, name, len) == 0) {
+                order_push(ds, i); /* bottom-up */
+                n++;
+            }
         while (n-- > 0) {
             if (hlist->len)
                 buf_putc(hlist, ':');
@@ -1232,7 +1276,7 @@ int dkim_sign_end(struct dkim_sign *ds, struct buf *field, struct buf *why)
     buf_putc(tag, ';');
     fold_add(field, &col, buf_str(tag));
     fold_add(field, &col, "b=");
-    rc = sign_field(ds, hlist->data, hlist->len, col, field, why);
+    rc = sign_field(ds, col, field, why);
     return rc;
 }
 
@@ -1254,7 +1298,8 @@ int dkim_sign_end_as(struct dkim_sign *ds, const char *unsigned_field, struct bu
     nl = strrchr(unsigned_field, '\n');
     if ((h = tag_value(unsigned_field, len, "h", &hlen)) == NULL)
         return buf_error(why, "the DKIM-Signature field has no h= tag");
-    return sign_field(ds, h, hlen, nl ? strlen(nl + 1) : len, field, why);
+    order_from_h(ds, h, hlen);
+    return sign_field(ds, nl ? strlen(nl + 1) : len, field, why);
 }
 
 /* dkim_sign_body_hash - see dkim.h */
