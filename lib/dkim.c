@@ -95,15 +95,16 @@ struct dkim_sign {
     /* header fields */
     struct field *fields;
     size_t nfields, cap;
-    struct buf arena;                 /* the fields' text, one after the other */
-    struct buf hlist, tag, data, b64; /* scratch of dkim_sign_end */
-    size_t *order;                    /* the fields h= signs, in order */
+    struct buf arena;          /* the fields' text, one after the other */
+    struct buf tag, data, b64; /* scratch of dkim_sign_end */
+    size_t *order;             /* the fields h= signs, in order */
     size_t norder, order_cap;
     /* the header names to sign, each once, with lengths */
     struct hname {
         const char *name;
         size_t len;
         int is_from;
+        int count; /* h= entries, in dkim_sign_end */
     } * names;
     size_t nnames, names_cap;
     int failed;
@@ -655,7 +656,6 @@ static void sign_state_free(struct dkim_sign *ds)
 {
     EVP_MD_CTX_free(ds->body_md);
     buf_release(&ds->arena);
-    buf_release(&ds->hlist);
     buf_release(&ds->tag);
     buf_release(&ds->data);
     buf_release(&ds->b64);
@@ -679,7 +679,6 @@ struct dkim_sign *dkim_sign_new(struct dkim_key *key, const struct dkim_params *
         ds = mymalloc(sizeof(*ds));
         memset(ds, 0, offsetof(struct dkim_sign, stage));
         buf_init(&ds->arena, 2048);
-        buf_init(&ds->hlist, 256);
         buf_init(&ds->tag, 128);
         buf_init(&ds->data, 4096);
         buf_init(&ds->b64, 512);
@@ -899,18 +898,16 @@ static int name_is(const struct dkim_sign *ds, const struct field *f, const char
 
 /* fold_add - append text to a header being built, folding before it if the
    line would grow past 78 characters */
-static void fold_add(struct buf *h, size_t *col, const char *text)
+static void fold_add(struct buf *h, size_t *col, const char *text, size_t len)
 {
-    size_t len = strlen(text);
-
     if (*col + len + 1 > 78 && *col > 1) {
-        buf_puts(h, "\r\n\t");
+        buf_append(h, "\r\n\t", 3);
         *col = 1;
     } else if (*col > 0) {
         buf_putc(h, ' ');
         (*col)++;
     }
-    buf_puts(h, text);
+    buf_append(h, text, len);
     *col += len;
 }
 
@@ -1186,14 +1183,14 @@ int dkim_sign_end(struct dkim_sign *ds, struct buf *field, struct buf *why)
     unsigned char bh[32];
     size_t col;
     int rc;
-    struct buf *hlist = &ds->hlist, *tag = &ds->tag;
+    struct buf *tag = &ds->tag;
     time_t now = ds->p.now ? ds->p.now : time(NULL);
+    size_t total = 0;
+    int from = 0;
 
     if (sign_ready(ds, why) < 0)
         return -1;
     body_final(ds, bh);
-    buf_reset(hlist);
-    buf_reset(tag);
 
     /*
      * h=: each listed name (once, however often listed) as many times as it
@@ -1214,68 +1211,67 @@ int dkim_sign_end(struct dkim_sign *ds, struct buf *field, struct buf *why)
                 order_push(ds, i); /* bottom-up */
                 n++;
             }
-        while (n-- > 0) {
-            if (hlist->len)
-                buf_putc(hlist, ':');
-            buf_append(hlist, name, len);
-        }
+        ds->names[k].count = n;
+        total += (size_t)n;
+        from |= ds->names[k].is_from;
     }
+    if (!from)
+        return buf_error(why,
+                         "the header fields to sign must include From (RFC 6376 5.4)");
 
-    /* The DKIM-Signature field, up to an empty b=. */
+    /* The DKIM-Signature field, up to an empty b= (no printf: per message). */
     buf_reset(field);
-    buf_puts(field, "DKIM-Signature:");
-    col = field->len;
-    /* (no printf here: this runs once per message and signature) */
-    tag_set(tag, "v=1; a=", dkim_alg_name(ds->key->alg), "; c=");
-    buf_puts(tag, ds->p.header_canon == DKIM_RELAXED ? "relaxed/" : "simple/");
-    buf_puts(tag, ds->p.body_canon == DKIM_RELAXED ? "relaxed;" : "simple;");
-    fold_add(field, &col, buf_str(tag));
+    buf_append(field, "DKIM-Signature:", 15);
+    col = 15;
+    buf_set(tag, "v=1; a=");
+    buf_puts(tag, dkim_alg_name(ds->key->alg));
+    buf_append(tag, "; c=", 4);
+    if (ds->p.header_canon == DKIM_RELAXED)
+        buf_append(tag, "relaxed/", 8);
+    else
+        buf_append(tag, "simple/", 7);
+    if (ds->p.body_canon == DKIM_RELAXED)
+        buf_append(tag, "relaxed;", 8);
+    else
+        buf_append(tag, "simple;", 7);
+    fold_add(field, &col, tag->data, tag->len);
     tag_set(tag, "d=", ds->key->domain, ";");
-    fold_add(field, &col, buf_str(tag));
+    fold_add(field, &col, tag->data, tag->len);
     tag_set(tag, "s=", ds->key->selector, ";");
-    fold_add(field, &col, buf_str(tag));
-    tag_set(tag, "t=", NULL, NULL);
+    fold_add(field, &col, tag->data, tag->len);
+    buf_set(tag, "t=");
     tag_num(tag, (long long)now);
-    fold_add(field, &col, buf_str(tag));
+    fold_add(field, &col, tag->data, tag->len);
     if (ds->p.expire > 0) {
-        tag_set(tag, "x=", NULL, NULL);
+        buf_set(tag, "x=");
         tag_num(tag, (long long)now + ds->p.expire);
-        fold_add(field, &col, buf_str(tag));
+        fold_add(field, &col, tag->data, tag->len);
     }
-    /* h= may fold after any colon */
-    {
-        const char *p = hlist->data;
-        int first = 1;
-
-        while (*p) {
-            const char *c = strchr(p, ':');
-            size_t n = c ? (size_t)(c - p) + 1 : strlen(p);
-
+    /* h=, which may fold after any colon */
+    for (size_t k = 0, idx = 0; k < ds->nnames; k++) {
+        for (int c = 0; c < ds->names[k].count; c++, idx++) {
             buf_reset(tag);
-            if (first)
-                buf_puts(tag, "h=");
-            buf_append(tag, p, n);
-            if (c == NULL)
-                buf_putc(tag, ';');
-            if (first) {
-                fold_add(field, &col, buf_str(tag));
+            if (idx == 0)
+                buf_append(tag, "h=", 2);
+            buf_append(tag, ds->names[k].name, ds->names[k].len);
+            buf_putc(tag, idx + 1 == total ? ';' : ':');
+            if (idx == 0) {
+                fold_add(field, &col, tag->data, tag->len);
             } else if (col + tag->len > 78) {
-                buf_puts(field, "\r\n\t");
+                buf_append(field, "\r\n\t", 3);
                 buf_append(field, tag->data, tag->len);
                 col = 1 + tag->len;
             } else {
                 buf_append(field, tag->data, tag->len);
                 col += tag->len;
             }
-            first = 0;
-            p += n;
         }
     }
     buf_set(tag, "bh=");
     base64(tag, bh, 32);
     buf_putc(tag, ';');
-    fold_add(field, &col, buf_str(tag));
-    fold_add(field, &col, "b=");
+    fold_add(field, &col, tag->data, tag->len);
+    fold_add(field, &col, "b=", 2);
     rc = sign_field(ds, col, field, why);
     return rc;
 }

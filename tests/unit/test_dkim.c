@@ -319,6 +319,18 @@ static void test_malformed(void **state)
                   "\r\nbody\r\n",
                   5, &f, &why),
         0);
+    /* a list of fields to sign without From is refused */
+    {
+        static const char *const no_from[] = {"Subject", NULL};
+
+        p.headers = no_from;
+        assert_int_equal(sign_with(key, &p,
+                                   "From: a@b.example\r\nSubject: x\r\n\r\nbody\r\n", 5,
+                                   &f, &why),
+                         -1);
+        assert_non_null(strstr(buf_str(&why), "must include From"));
+        p.headers = NULL;
+    }
     /* an empty message has no From */
     assert_int_equal(sign_with(key, &p, "", 5, &f, &why), -1);
     dkim_key_free(key);
