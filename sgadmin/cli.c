@@ -152,6 +152,18 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
     return 0;
 }
 
+/* cli_parse_options - see cli.h */
+int cli_parse_options(struct cli *c, int argc, char **argv, const struct cli_opt *opts)
+{
+    char **pos;
+    int npos, rc = cli_parse(c, argc, argv, opts, &pos, &npos);
+
+    if (rc == 0 && npos > 0)
+        rc = cli_usage_error(c, "unexpected argument '%s'", pos[0]);
+    myfree(pos);
+    return rc;
+}
+
 /* cli_entry - see cli.h */
 int cli_entry(const char *text)
 {

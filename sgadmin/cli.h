@@ -54,6 +54,8 @@ struct cli_noun {
 /* cli_parse - the verb's options (and the global ones) then positionals */
 int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
               char ***pos, int *npos);
+/* cli_parse_options - the same for a verb that takes options only */
+int cli_parse_options(struct cli *c, int argc, char **argv, const struct cli_opt *opts);
 /* cli_usage_error - a usage error: message, usage line, EX_USAGE */
 int cli_usage_error(struct cli *c, const char *fmt, ...) SG_PRINTF(2, 3);
 /* cli_fail - an error line on stderr; returns status */

@@ -131,18 +131,15 @@ static int cmd_generate(struct cli *c, int argc, char **argv)
                              {"algorithm", 1, &alg, NULL},
                              {"bits", 1, &bits_text, NULL},
                              {NULL, 0, NULL, NULL}};
-    char **pos, sel[64];
-    int npos, rc, replaced = 0;
+    char sel[64];
+    int rc, replaced = 0;
     long long bits = 2048;
     enum dkim_alg a;
     struct buf dom, dir, path, why;
     struct dkim_key *key = NULL;
 
-    if ((rc = cli_parse(c, argc, argv, opts, &pos, &npos)) != 0)
+    if ((rc = cli_parse_options(c, argc, argv, opts)) != 0)
         return rc;
-    myfree(pos);
-    if (npos)
-        return cli_usage_error(c, "unexpected argument");
     if (domain == NULL)
         return cli_usage_error(c, "--domain is required");
     if (strcmp(alg, "rsa") == 0)
@@ -225,16 +222,13 @@ static int cmd_add(struct cli *c, int argc, char **argv)
                              {"selector", 1, &selector, NULL},
                              {"key", 1, &file, NULL},
                              {NULL, 0, NULL, NULL}};
-    char **pos, *abs = NULL;
-    int npos, rc, replaced = 0;
+    char *abs = NULL;
+    int rc, replaced = 0;
     struct buf dom, why;
     struct dkim_key *key = NULL;
 
-    if ((rc = cli_parse(c, argc, argv, opts, &pos, &npos)) != 0)
+    if ((rc = cli_parse_options(c, argc, argv, opts)) != 0)
         return rc;
-    myfree(pos);
-    if (npos)
-        return cli_usage_error(c, "unexpected argument");
     if (domain == NULL || selector == NULL || file == NULL)
         return cli_usage_error(c, "--domain, --selector and --key are required");
     buf_init(&dom, 128);

@@ -28,18 +28,14 @@ static int cmd_list(struct cli *c, int argc, char **argv)
         {"email", 1, &email, NULL}, {"limit", 1, &limit, NULL}, {NULL, 0, NULL, NULL},
     };
     struct event_query q = {0, 0, NULL, NULL, NULL, 100};
-    char **pos;
-    int npos, rc;
+    int rc;
     long long skipped = 0;
     const char *dir;
     struct buf why, addr;
     json_t *rows;
 
-    if ((rc = cli_parse(c, argc, argv, opts, &pos, &npos)) != 0)
+    if ((rc = cli_parse_options(c, argc, argv, opts)) != 0)
         return rc;
-    myfree(pos);
-    if (npos)
-        return cli_usage_error(c, "unexpected argument");
     if ((since && (rc = cli_time(c, "since", since, &q.since)) != 0) ||
         (until && (rc = cli_time(c, "until", until, &q.until)) != 0) ||
         (limit && (rc = cli_number(c, "--limit", limit, 1, 1000000, &q.limit)) != 0))

@@ -53,16 +53,12 @@ static int parse_id(struct cli *c, const char *text, uint32_t *id)
 /* cmd_list - sgadmin groups list */
 static int cmd_list(struct cli *c, int argc, char **argv)
 {
-    char **pos;
-    int npos, rc;
+    int rc;
     json_t *rows;
     struct buf why;
 
-    if ((rc = cli_parse(c, argc, argv, NULL, &pos, &npos)) != 0)
+    if ((rc = cli_parse_options(c, argc, argv, NULL)) != 0)
         return rc;
-    myfree(pos);
-    if (npos)
-        return cli_usage_error(c, "unexpected argument");
     if ((rc = cli_open(c, STORE_READ)) != 0)
         return rc;
     buf_init(&why, 128);
@@ -154,16 +150,12 @@ static int cmd_create(struct cli *c, int argc, char **argv)
                              {"description", 1, &desc, NULL},
                              {"default", 0, NULL, &def},
                              {NULL, 0, NULL, NULL}};
-    char **pos;
-    int npos, rc;
+    int rc;
     uint32_t id, old;
     struct buf why;
 
-    if ((rc = cli_parse(c, argc, argv, opts, &pos, &npos)) != 0)
+    if ((rc = cli_parse_options(c, argc, argv, opts)) != 0)
         return rc;
-    myfree(pos);
-    if (npos)
-        return cli_usage_error(c, "unexpected argument '%s'", argv[0]);
     if (name == NULL)
         return cli_usage_error(c, "--name is required");
     if ((rc = cli_open(c, STORE_WRITE | STORE_CREATE)) != 0)

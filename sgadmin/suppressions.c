@@ -87,16 +87,12 @@ static int cmd_list(struct cli *c, int argc, char **argv)
     };
     struct store_query q = {0, 50, 0, 0, NULL};
     long long v, total = -1;
-    char **pos;
-    int npos, rc;
+    int rc;
     json_t *rows;
     struct buf why;
 
-    if ((rc = cli_parse(c, argc, argv, opts, &pos, &npos)) != 0)
+    if ((rc = cli_parse_options(c, argc, argv, opts)) != 0)
         return rc;
-    myfree(pos);
-    if (npos)
-        return cli_usage_error(c, "unexpected argument");
     if (limit && (rc = cli_number(c, "--limit", limit, 1, 500, &q.limit)) != 0)
         return rc;
     if (offset && (rc = cli_number(c, "--offset", offset, 0, LLONG_MAX, &v)) != 0)
