@@ -50,6 +50,23 @@ static int parse_id(struct cli *c, const char *text, uint32_t *id)
     return rc;
 }
 
+/* one_id - a verb's options and its one argument, a group id */
+static int one_id(struct cli *c, int argc, char **argv, const struct cli_opt *opts,
+                  uint32_t *id)
+{
+    char **pos;
+    int npos, rc;
+
+    if ((rc = cli_parse(c, argc, argv, opts, &pos, &npos)) != 0)
+        return rc;
+    if (npos != 1)
+        rc = cli_usage_error(c, "give one group id");
+    else
+        rc = parse_id(c, pos[0], id);
+    myfree(pos);
+    return rc;
+}
+
 /* cmd_list - sgadmin groups list */
 static int cmd_list(struct cli *c, int argc, char **argv)
 {
@@ -91,18 +108,12 @@ static int get_group(struct cli *c, uint32_t id, struct store_group *g)
 /* cmd_get - sgadmin groups get ID */
 static int cmd_get(struct cli *c, int argc, char **argv)
 {
-    char **pos;
-    int npos, rc;
+    int rc;
     uint32_t id;
     struct store_group g;
 
-    if ((rc = cli_parse(c, argc, argv, NULL, &pos, &npos)) != 0)
+    if ((rc = one_id(c, argc, argv, NULL, &id)) != 0)
         return rc;
-    if (npos != 1 || (rc = parse_id(c, pos[0], &id)) != 0) {
-        myfree(pos);
-        return rc ? rc : cli_usage_error(c, "give one group id");
-    }
-    myfree(pos);
     if ((rc = cli_open(c, STORE_READ)) != 0 || (rc = get_group(c, id, &g)) != 0)
         return rc;
     if (c->json) {
@@ -180,19 +191,13 @@ static int cmd_update(struct cli *c, int argc, char **argv)
                              {"default", 0, NULL, &def},
                              {"no-default", 0, NULL, &nodef},
                              {NULL, 0, NULL, NULL}};
-    char **pos;
-    int npos, rc;
+    int rc;
     uint32_t id, old;
     struct buf why;
     struct store_group g;
 
-    if ((rc = cli_parse(c, argc, argv, opts, &pos, &npos)) != 0)
+    if ((rc = one_id(c, argc, argv, opts, &id)) != 0)
         return rc;
-    if (npos != 1 || (rc = parse_id(c, pos[0], &id)) != 0) {
-        myfree(pos);
-        return rc ? rc : cli_usage_error(c, "give one group id");
-    }
-    myfree(pos);
     if (def && nodef)
         return cli_usage_error(c, "--default and --no-default contradict each other");
     if (!name && !desc && !def && !nodef)
@@ -215,19 +220,13 @@ static int cmd_update(struct cli *c, int argc, char **argv)
 /* cmd_delete - sgadmin groups delete ID */
 static int cmd_delete(struct cli *c, int argc, char **argv)
 {
-    char **pos;
-    int npos, rc, found;
+    int rc, found;
     uint32_t id;
     long long n;
     struct buf why;
 
-    if ((rc = cli_parse(c, argc, argv, NULL, &pos, &npos)) != 0)
+    if ((rc = one_id(c, argc, argv, NULL, &id)) != 0)
         return rc;
-    if (npos != 1 || (rc = parse_id(c, pos[0], &id)) != 0) {
-        myfree(pos);
-        return rc ? rc : cli_usage_error(c, "give one group id");
-    }
-    myfree(pos);
     if ((rc = cli_open(c, STORE_WRITE)) != 0)
         return rc;
     buf_init(&why, 128);
