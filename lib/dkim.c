@@ -791,10 +791,7 @@ int dkim_sign_header(struct dkim_sign *ds, const char *field, size_t len, struct
     *o++ = '\n';
     *o = 0;
     ds->arena.len = (size_t)(o - ds->arena.data);
-    if (ds->nfields == ds->cap) {
-        ds->cap = ds->cap ? ds->cap * 2 : 16;
-        ds->fields = myrealloc(ds->fields, ds->cap * sizeof(*ds->fields));
-    }
+    ds->fields = mygrow(ds->fields, &ds->cap, ds->nfields, sizeof(*ds->fields));
     f = &ds->fields[ds->nfields++];
     f->off = start;
     f->len = ds->arena.len - start;
@@ -1021,10 +1018,7 @@ static int key_sign(struct dkim_key *key, const unsigned char *digest, size_t dl
 /* order_push - one more field for h= to sign */
 static void order_push(struct dkim_sign *ds, size_t i)
 {
-    if (ds->norder == ds->order_cap) {
-        ds->order_cap = ds->order_cap ? 2 * ds->order_cap : 32;
-        ds->order = myrealloc(ds->order, ds->order_cap * sizeof(*ds->order));
-    }
+    ds->order = mygrow(ds->order, &ds->order_cap, ds->norder, sizeof(*ds->order));
     ds->order[ds->norder++] = i;
 }
 

@@ -92,10 +92,7 @@ static int refresh_one(const struct store_dkim *rec, void *ctx)
             return 0;
         }
     }
-    if (kr->n == kr->cap) {
-        kr->cap = kr->cap ? 2 * kr->cap : 8;
-        kr->slots = myrealloc(kr->slots, kr->cap * sizeof(*kr->slots));
-    }
+    kr->slots = mygrow(kr->slots, &kr->cap, kr->n, sizeof(*kr->slots));
     s = &kr->slots[kr->n++];
     memset(s, 0, sizeof(*s));
     s->domain = mystrdup(rec->domain);

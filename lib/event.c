@@ -217,8 +217,7 @@ int event_query(const char *store_dir, const struct event_query *q, event_fn fn,
         if ((first[0] && strncmp(de->d_name, first, 10) < 0) ||
             (last[0] && strncmp(de->d_name, last, 10) > 0))
             continue;
-        if (ndays == cap)
-            days = myrealloc(days, (cap = cap ? cap * 2 : 16) * sizeof(*days));
+        days = mygrow(days, &cap, ndays, sizeof(*days));
         days[ndays++] = mystrdup(de->d_name);
     }
     closedir(dir);

@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -38,6 +39,17 @@ void *myrealloc(void *ptr, size_t len)
     if (res == NULL)
         msg_fatal_status(EX_OSERR, "out of memory reallocating %zu bytes", len);
     return res;
+}
+
+/* mygrow - see mymalloc.h */
+void *mygrow(void *ptr, size_t *cap, size_t n, size_t elsize)
+{
+    if (n < *cap)
+        return ptr;
+    if (*cap > SIZE_MAX / 2 / (elsize ? elsize : 1))
+        msg_fatal_status(EX_OSERR, "out of memory growing an array of %zu", *cap);
+    *cap = *cap ? 2 * *cap : 8;
+    return myrealloc(ptr, *cap * elsize);
 }
 
 /* mystrdup - strdup or die */

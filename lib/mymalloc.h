@@ -15,5 +15,11 @@ char *mystrdup(const char *str);
 char *mystrndup(const char *str, size_t len);
 void *mymemdup(const void *ptr, size_t len);
 void myfree(void *ptr);
+/*
+ * mygrow - room for one element more in a growing array of n elements of
+ * size elsize and capacity *cap: the array, moved if it had to grow (the
+ * capacity doubles, from 8).
+ */
+void *mygrow(void *ptr, size_t *cap, size_t n, size_t elsize);
 
 #endif

@@ -205,10 +205,7 @@ static void recset_free(struct recset *rs)
 
 static struct rec *recset_add(struct recset *rs)
 {
-    if (rs->n == rs->cap) {
-        rs->cap = rs->cap ? rs->cap * 2 : 8;
-        rs->r = myrealloc(rs->r, rs->cap * sizeof(*rs->r));
-    }
+    rs->r = mygrow(rs->r, &rs->cap, rs->n, sizeof(*rs->r));
     memset(&rs->r[rs->n], 0, sizeof(rs->r[0]));
     return &rs->r[rs->n++];
 }
@@ -1880,10 +1877,7 @@ void store_hits_free(struct store_hits *hits)
 /* hits_add - one more match */
 static struct store_match *hits_add(struct store_hits *hits)
 {
-    if (hits->n == hits->cap) {
-        hits->cap = hits->cap ? hits->cap * 2 : 8;
-        hits->m = myrealloc(hits->m, hits->cap * sizeof(*hits->m));
-    }
+    hits->m = mygrow(hits->m, &hits->cap, hits->n, sizeof(*hits->m));
     return &hits->m[hits->n++];
 }
 
