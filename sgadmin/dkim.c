@@ -528,6 +528,7 @@ static int cmd_sign(struct cli *c, int argc, char **argv)
     char **pos, chunk[65536];
     const char **names = NULL;
     int npos, rc, n = 0, lf;
+    const char *nl;
     size_t got;
     struct buf msg, dom, from, why, out;
     struct dkim_params p;
@@ -586,9 +587,8 @@ static int cmd_sign(struct cli *c, int argc, char **argv)
         goto out;
     }
     /* the fields end lines as the message does */
-    lf = memchr(msg.data, '\n', msg.len) != NULL &&
-         !(((char *)memchr(msg.data, '\n', msg.len)) > msg.data &&
-           ((char *)memchr(msg.data, '\n', msg.len))[-1] == '\r');
+    nl = memchr(msg.data, '\n', msg.len);
+    lf = nl != NULL && !(nl > msg.data && nl[-1] == '\r');
     for (size_t i = 0; i < out.len; i++)
         if (!(lf && out.data[i] == '\r' && i + 1 < out.len && out.data[i + 1] == '\n'))
             putchar(out.data[i]);
