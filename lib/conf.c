@@ -58,6 +58,7 @@ struct conf_row {
 
 static int check_tenants(struct check *ck, const config_setting_t *list);
 static int check_canonicalization(struct check *ck, const config_setting_t *s);
+static int check_starttls(struct check *ck, const config_setting_t *s);
 
 /* Each element of "tenants". */
 static const struct conf_row tenant_table[] = {
@@ -103,6 +104,85 @@ static const struct conf_row conf_table[] = {
      .type = CONF_STRING,
      .def = "",
      .doc = "whose keys sign mail from a domain without keys; empty: none"},
+    {.path = "spool.path",
+     .type = CONF_STRING,
+     .def = "/var/spool/sendguard",
+     .doc = "the queue directory of sgrelay and sgmilter"},
+    {.path = "spool.lifetime",
+     .type = CONF_DURATION,
+     .def = "5d",
+     .doc = "how long a message is retried before it is returned to its sender"},
+    {.path = "spool.retry_min",
+     .type = CONF_DURATION,
+     .def = "5m",
+     .doc = "the wait after the first failed attempt"},
+    {.path = "spool.retry_max",
+     .type = CONF_DURATION,
+     .def = "1h",
+     .doc = "the longest wait between attempts (the wait doubles up to it)"},
+    {.path = "relay.smarthost",
+     .type = CONF_STRING,
+     .def = "127.0.0.1:25",
+     .doc = "HOST:PORT (or [ADDRESS]:PORT) the relay forwards mail to"},
+    {.path = "relay.starttls",
+     .type = CONF_STRING,
+     .def = "opportunistic",
+     .check = check_starttls,
+     .doc = "none, opportunistic or required (verified certificate and host name)"},
+    {.path = "relay.tls_ca_file",
+     .type = CONF_STRING,
+     .def = "",
+     .doc = "CA certificates the smarthost's certificate must chain to; empty: the "
+            "system's"},
+    {.path = "relay.tls_name",
+     .type = CONF_STRING,
+     .def = "",
+     .doc = "the name the smarthost's certificate must carry; empty: its host"},
+    {.path = "relay.auth_user",
+     .type = CONF_STRING,
+     .def = "",
+     .doc = "SMTP AUTH (PLAIN, LOGIN) user name; empty: no AUTH"},
+    {.path = "relay.password_file",
+     .type = CONF_STRING,
+     .def = "",
+     .doc = "file holding the AUTH password (a secret: not readable by others)"},
+    {.path = "relay.helo",
+     .type = CONF_STRING,
+     .def = "",
+     .doc = "the name given in EHLO; empty: this host's name"},
+    {.path = "relay.domain",
+     .type = CONF_STRING,
+     .def = "",
+     .doc =
+         "domain of local senders and unqualified recipients; empty: this host's name"},
+    {.path = "relay.timeout",
+     .type = CONF_DURATION,
+     .def = "5m",
+     .doc = "how long to wait for the smarthost at each step"},
+    {.path = "relay.connections",
+     .type = CONF_INT,
+     .def = "4",
+     .min = 1,
+     .max = 64,
+     .doc = "parallel connections of one queue run"},
+    {.path = "relay.messages_per_connection",
+     .type = CONF_INT,
+     .def = "100",
+     .min = 1,
+     .max = 10000,
+     .doc = "messages sent over one connection before it is closed"},
+    {.path = "relay.message_size_limit",
+     .type = CONF_SIZE,
+     .def = "10M",
+     .doc = "the largest message accepted"},
+    {.path = "relay.bounce_return_limit",
+     .type = CONF_SIZE,
+     .def = "100k",
+     .doc = "a bounce returns the whole message up to this size, else its header"},
+    {.path = "relay.policy",
+     .type = CONF_BOOL,
+     .def = "false",
+     .doc = "apply the pipeline (suppressions, unsubscribe headers, DKIM) in the relay"},
     {.path = "log.verbose", .type = CONF_INT, .def = "0", .doc = "debug logging level"},
     {.path = "tenants",
      .type = CONF_GROUPLIST,
@@ -475,6 +555,19 @@ static int check_canonicalization(struct check *ck, const config_setting_t *s)
                          "setting 'dkim.canonicalization': '%s' is not HEADER/BODY with "
                          "each simple or relaxed",
                          v);
+    return 0;
+}
+
+/* check_starttls - relay.starttls is one of three words */
+static int check_starttls(struct check *ck, const config_setting_t *s)
+{
+    const char *v = config_setting_get_string(s);
+
+    if (strcmp(v, "none") != 0 && strcmp(v, "opportunistic") != 0 &&
+        strcmp(v, "required") != 0)
+        return loc_error(
+            ck, s,
+            "setting 'relay.starttls': '%s' is not none, opportunistic or required", v);
     return 0;
 }
 

@@ -56,3 +56,79 @@ json() {
 done_ok() {
     echo "$TESTNAME: $CHECKS checks passed"
 }
+
+# --- sgrelay and an SMTP peer (tests/integration/smtp_peer.py) ---
+
+PY=/usr/bin/python3
+
+# free_port - a TCP port nobody listens on now
+free_port() {
+    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# peer_start DIR PORT ARGS... - start the SMTP peer storing into DIR
+peer_start() {
+    pdir=$1
+    pport=$2
+    shift 2
+    mkdir -p "$pdir"
+    rm -f "$pdir/ready"
+    $PY "$SG_TOP_SRCDIR/tests/integration/smtp_peer.py" --port "$pport" --dir "$pdir" \
+        --ready "$pdir/ready" "$@" >"$pdir/peer.log" 2>&1 &
+    PEER_PID=$!
+    PEER_PIDS="${PEER_PIDS:-} $PEER_PID"
+    for _ in $(seq 100); do
+        [ -f "$pdir/ready" ] && return 0
+        kill -0 "$PEER_PID" 2>/dev/null || fail "SMTP peer did not start: $(cat "$pdir/peer.log")"
+        sleep 0.1
+    done
+    fail "SMTP peer did not start in 10 s"
+}
+
+# peer_stop - stop the peer started last
+peer_stop() {
+    kill "$PEER_PID" 2>/dev/null || true
+    wait "$PEER_PID" 2>/dev/null || true
+}
+
+# stop_peers - on exit
+stop_peers() {
+    for p in ${PEER_PIDS:-}; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap stop_peers EXIT INT TERM
+
+# sgr ARGS... - sgrelay with this test's configuration ($CONF); stdin as given
+sgr() {
+    set +e
+    "$SGRELAY" -C "$CONF" "$@" >"$WORK/out" 2>"$WORK/err"
+    RC=$?
+    set -e
+}
+
+# expect_rc WANT WHAT - the last command's status
+expect_rc() {
+    CHECKS=$((CHECKS + 1))
+    [ "$RC" -eq "$1" ] || fail "$2: exited $RC, expected $1; stderr: $(cat "$WORK/err")"
+}
+
+# count_files DIR PATTERN - how many files match
+count_files() {
+    find "$1" -maxdepth 1 -name "$2" -type f | wc -l
+}
+
+# check TEXT CONDITION... - a shell condition that must hold
+check() {
+    what=$1
+    shift
+    CHECKS=$((CHECKS + 1))
+    "$@" || fail "$what"
+}
+
+# check_not TEXT COMMAND... - a command that must fail
+check_not() {
+    what=$1
+    shift
+    CHECKS=$((CHECKS + 1))
+    ! "$@" || fail "$what"
+}

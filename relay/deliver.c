@@ -1,0 +1,667 @@
+/*
+ * deliver - send queued entries to relay.smarthost with libESMTP and record
+ * each recipient's fate in the spool, the event log and, for permanent
+ * failures, a bounce to the sender.
+ *
+ * libESMTP 1.1.0 as Debian ships it, and how it is used here:
+ *  - its default TLS context is a static that a destroyed session frees, so
+ *    a second TLS session in one process would use freed memory (upstream
+ *    #30): every session gets its own SSL_CTX (TLS >= 1.2), set with
+ *    smtp_starttls_set_ctx; certificate and host checks are answered in the
+ *    event callback, from relay.starttls;
+ *  - it adds Date, From and Message-Id when missing and drops Return-Path:
+ *    accepted messages always carry the first three (submit.c adds them) and
+ *    never the last, so the bytes sent are the bytes queued (tested);
+ *  - PLAIN and LOGIN need AUTH_PLUGIN_PLAIN enabled explicitly;
+ *  - smtp_start_session succeeds even when every recipient was refused:
+ *    only the per-message and per-recipient statuses say what happened.
+ *
+ * A 5xx for one recipient bounces that recipient only; a 4xx defers it only.
+ * A refusal of MAIL FROM or of the data applies to all of the message's
+ * recipients, except "530" (authentication or TLS required), which says our
+ * setup is wrong, not the mail: it defers.  A session that fails before a
+ * recipient got an answer (connection refused, TLS refused, timeout) defers
+ * every recipient that had none.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <auth-client.h>
+#include <libesmtp.h>
+#include <jansson.h>
+
+#include "dsn.h"
+#include "event.h"
+#include "header.h"
+#include "mymalloc.h"
+#include "relay.h"
+
+enum outcome { OUT_NONE, OUT_DELIVERED, OUT_DEFERRED, OUT_FAILED };
+
+/* One SMTP transaction: a message and some of an entry's recipients. */
+struct job {
+    struct spool_entry *e;
+    const char *data; /* the bytes to send */
+    size_t len;
+    size_t *idx; /* recipients (indices into the entry's envelope) */
+    size_t n;
+    smtp_message_t m;
+    smtp_recipient_t *rr;
+    enum outcome *out;
+    char **reply; /* per recipient: the reply that decided */
+};
+
+/* What the event callback needs. */
+struct session_ctx {
+    struct relay *r;
+    int tls_required;
+    const char *tls_name;
+    struct buf tls_error;
+    char *password;
+};
+
+/* event_cb - libESMTP's questions about TLS, answered from relay.starttls */
+static void event_cb(smtp_session_t session, int event_no, void *arg, ...)
+{
+    struct session_ctx *sc = arg;
+    va_list ap;
+    int *ok;
+
+    (void)session;
+    va_start(ap, arg);
+    switch (event_no) {
+    case SMTP_EV_INVALID_PEER_CERTIFICATE: {
+        long vfy = va_arg(ap, long);
+        ok = va_arg(ap, int *);
+        *ok = !sc->tls_required;
+        if (sc->tls_required)
+            buf_setf(&sc->tls_error, "certificate not trusted: %s",
+                     X509_verify_cert_error_string(vfy));
+        break;
+    }
+    case SMTP_EV_NO_PEER_CERTIFICATE:
+        ok = va_arg(ap, int *);
+        *ok = !sc->tls_required;
+        if (sc->tls_required)
+            buf_set(&sc->tls_error, "the smarthost presented no certificate");
+        break;
+    case SMTP_EV_WRONG_PEER_CERTIFICATE: {
+        SSL *ssl;
+        X509 *cert;
+        ok = va_arg(ap, int *);
+        (void)va_arg(ap, char *);
+        ssl = va_arg(ap, SSL *);
+        /* libESMTP matches DNS names only; we check names and addresses */
+        *ok = !sc->tls_required;
+        if (sc->tls_required && (cert = SSL_get1_peer_certificate(ssl)) != NULL) {
+            *ok = X509_check_host(cert, sc->tls_name, 0, 0, NULL) == 1 ||
+                  X509_check_ip_asc(cert, sc->tls_name, 0) == 1;
+            X509_free(cert);
+        }
+        if (!*ok)
+            buf_setf(&sc->tls_error, "certificate does not name %s", sc->tls_name);
+        break;
+    }
+    case SMTP_EV_WEAK_CIPHER:
+        (void)va_arg(ap, int);
+        ok = va_arg(ap, int *);
+        *ok = !sc->tls_required;
+        break;
+    case SMTP_EV_EXTNA_STARTTLS:
+        buf_set(&sc->tls_error, "the smarthost does not offer STARTTLS");
+        break;
+    case SMTP_EV_EXTNA_8BITMIME:
+        buf_set(&sc->tls_error,
+                "the smarthost does not offer 8BITMIME for an 8-bit message");
+        break;
+    default:
+        break;
+    }
+    va_end(ap);
+}
+
+/* message_cb - hand libESMTP the job's bytes in one piece */
+static const char *message_cb(void **ctx, int *len, void *arg)
+{
+    struct job *j = arg;
+
+    if (*ctx == NULL)
+        *ctx = calloc(1, sizeof(size_t)); /* freed by libESMTP */
+    if (*ctx == NULL) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len == NULL) { /* rewind */
+        *(size_t *)*ctx = 0;
+        return NULL;
+    }
+    if (*(size_t *)*ctx >= j->len) {
+        *len = 0;
+        return NULL;
+    }
+    *len = (int)(j->len - *(size_t *)*ctx);
+    *(size_t *)*ctx = j->len;
+    return j->data;
+}
+
+/* auth_interact - the user name and password for AUTH */
+static int auth_interact(auth_client_request_t req, char **result, int fields, void *arg)
+{
+    struct session_ctx *sc = arg;
+
+    for (int i = 0; i < fields; i++) {
+        if (req[i].flags & AUTH_USER)
+            result[i] = (char *)conf_string(sc->r->conf, "relay.auth_user");
+        else if (req[i].flags & AUTH_PASS)
+            result[i] = sc->password;
+        else
+            return 0;
+    }
+    return 1;
+}
+
+/* read_password - the first line of relay.password_file */
+static char *read_password(const char *path, struct buf *why)
+{
+    FILE *fp;
+    char line[1024];
+    size_t n;
+
+    if (conf_check_secret(path, why) < 0)
+        return NULL;
+    if ((fp = fopen(path, "re")) == NULL) {
+        buf_error(why, "cannot open %s: %m", path);
+        return NULL;
+    }
+    if (fgets(line, sizeof(line), fp) == NULL) {
+        fclose(fp);
+        buf_error(why, "%s is empty", path);
+        return NULL;
+    }
+    fclose(fp);
+    n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = 0;
+    return mystrdup(line);
+}
+
+/* tls_ctx - a TLS context of our own for one session */
+static SSL_CTX *tls_ctx(struct relay *r, struct buf *why)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    const char *ca = conf_string(r->conf, "relay.tls_ca_file");
+
+    if (ctx == NULL) {
+        buf_error(why, "cannot make a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* judged in event_cb */
+    if ((*ca ? SSL_CTX_load_verify_locations(ctx, ca, NULL)
+             : SSL_CTX_set_default_verify_paths(ctx)) != 1) {
+        SSL_CTX_free(ctx);
+        buf_error(why, "cannot load CA certificates from %s",
+                  *ca ? ca : "the system's store");
+        return NULL;
+    }
+    return ctx;
+}
+
+/* status_text - a libESMTP status as "CODE X.Y.Z TEXT" on one line */
+static char *status_text(const smtp_status_t *st)
+{
+    struct buf b;
+    const char *t = st->text ? st->text : "";
+
+    buf_init(&b, 128);
+    buf_printf(&b, "%d ", st->code);
+    if (st->enh_class > 0)
+        buf_printf(&b, "%d.%d.%d ", st->enh_class, st->enh_subject, st->enh_detail);
+    for (; *t; t++)
+        buf_putc(&b, *t == '\r' || *t == '\n' ? ' ' : *t);
+    while (b.len && b.data[b.len - 1] == ' ')
+        buf_truncate(&b, b.len - 1);
+    {
+        char *s = buf_steal(&b);
+        buf_release(&b);
+        return s;
+    }
+}
+
+/* smarthost_name - the host part of relay.smarthost */
+static void smarthost_name(const char *hostport, struct buf *out)
+{
+    const char *colon;
+
+    if (hostport[0] == '[' && (colon = strchr(hostport, ']')) != NULL) {
+        buf_set(out, "");
+        buf_append(out, hostport + 1, (size_t)(colon - hostport - 1));
+        return;
+    }
+    colon = strrchr(hostport, ':');
+    buf_set(out, "");
+    buf_append(out, hostport, colon ? (size_t)(colon - hostport) : strlen(hostport));
+}
+
+/* record - one event for recipient i of entry e */
+static void record(struct relay *r, struct spool_entry *e, size_t i, const char *type,
+                   const char *reply, int attempt)
+{
+    struct buf why;
+    json_t *ev;
+
+    if (strcmp(e->env.origin, "bounce") == 0)
+        return; /* our own notifications are not the sender's mail */
+    ev = json_pack("{s:s,s:s,s:s,s:s}", "event", type, "email", e->env.rcpts[i].addr,
+                   "tenant", e->env.tenant, "sg_message_id", e->id);
+
+    buf_init(&why, 64);
+    if (reply && strcmp(type, "delivered") == 0)
+        json_object_set_new(ev, "response", json_string(reply));
+    else if (reply && strcmp(type, "deferred") == 0) {
+        json_object_set_new(ev, "response", json_string(reply));
+        json_object_set_new(ev, "attempt", json_integer(attempt));
+    } else if (reply) {
+        struct buf st;
+        buf_init(&st, 16);
+        dsn_status_from_reply(reply, &st);
+        json_object_set_new(ev, "reason", json_string(reply));
+        json_object_set_new(ev, "status", json_string(buf_str(&st)));
+        json_object_set_new(ev, "type", json_string("bounce"));
+        buf_release(&st);
+    }
+    if (event_record(conf_string(r->conf, "store.path"), ev, &why) < 0)
+        msg_warn("%s: cannot record %s event: %s", e->id, type, buf_str(&why));
+    json_decref(ev);
+    buf_release(&why);
+}
+
+/* judge - a recipient's outcome from the statuses of its transaction */
+static enum outcome judge(const smtp_status_t *mail, const smtp_status_t *rcpt,
+                          const smtp_status_t *data, const smtp_status_t **decider)
+{
+    if (mail->code >= 400) {
+        *decider = mail;
+        return mail->code >= 500 && mail->code != 530 ? OUT_FAILED : OUT_DEFERRED;
+    }
+    if (rcpt->code >= 400) {
+        *decider = rcpt;
+        return rcpt->code >= 500 && rcpt->code != 530 ? OUT_FAILED : OUT_DEFERRED;
+    }
+    if (rcpt->code >= 200 && rcpt->code < 300 && data->code >= 200 && data->code < 300) {
+        *decider = data;
+        return OUT_DELIVERED;
+    }
+    if (data->code >= 400) {
+        *decider = data;
+        return data->code >= 500 ? OUT_FAILED : OUT_DEFERRED;
+    }
+    *decider = NULL;
+    return OUT_NONE; /* no answer: the session broke off */
+}
+
+/* run_session - one connection carrying these jobs */
+static void run_session(struct relay *r, struct job *jobs, size_t njobs,
+                        const char *password)
+{
+    smtp_session_t s = smtp_create_session();
+    struct session_ctx sc;
+    auth_context_t actx = NULL;
+    SSL_CTX *ctx = NULL;
+    struct buf why, host, fail;
+    const char *starttls = conf_string(r->conf, "relay.starttls");
+    const char *helo = conf_string(r->conf, "relay.helo");
+    long timeout = (long)conf_duration(r->conf, "relay.timeout") * 1000;
+
+    memset(&sc, 0, sizeof(sc));
+    sc.r = r;
+    sc.password = (char *)password;
+    buf_init(&sc.tls_error, 64);
+    buf_init(&why, 128);
+    buf_init(&host, 64);
+    buf_init(&fail, 128);
+    smarthost_name(conf_string(r->conf, "relay.smarthost"), &host);
+    sc.tls_name = *conf_string(r->conf, "relay.tls_name")
+                      ? conf_string(r->conf, "relay.tls_name")
+                      : buf_str(&host);
+    sc.tls_required = strcmp(starttls, "required") == 0;
+
+    smtp_set_server(s, conf_string(r->conf, "relay.smarthost"));
+    smtp_set_hostname(s, *helo ? helo : r->domain);
+    smtp_set_eventcb(s, event_cb, &sc);
+    for (int w = Timeout_GREETING; w <= Timeout_DATA2; w++)
+        smtp_set_timeout(s, w | Timeout_OVERRIDE_RFC2822_MINIMUM, timeout);
+    if (strcmp(starttls, "none") != 0) {
+        if ((ctx = tls_ctx(r, &why)) == NULL) {
+            buf_set(&fail, buf_str(&why));
+            goto done;
+        }
+        smtp_starttls_set_ctx(s, ctx);
+        smtp_starttls_enable(s, sc.tls_required ? Starttls_REQUIRED : Starttls_ENABLED);
+    } else {
+        smtp_starttls_enable(s, Starttls_DISABLED);
+    }
+    if (password) {
+        actx = auth_create_context();
+        auth_set_mechanism_flags(actx, AUTH_PLUGIN_PLAIN, 0);
+        auth_set_interact_cb(actx, auth_interact, &sc);
+        smtp_auth_set_context(s, actx);
+    }
+    for (size_t k = 0; k < njobs; k++) {
+        struct job *j = &jobs[k];
+        const struct spool_env *env = &j->e->env;
+        j->m = smtp_add_message(s);
+        smtp_set_reverse_path(j->m, env->sender);
+        smtp_set_messagecb(j->m, message_cb, j);
+        smtp_size_set_estimate(j->m, (unsigned long)j->len);
+        if (env->body_8bit)
+            smtp_8bitmime_set_body(j->m, E8bitmime_8BITMIME);
+        if (env->ret != SPOOL_RET_UNSET)
+            smtp_dsn_set_ret(j->m, env->ret == SPOOL_RET_HDRS ? Ret_HDRS : Ret_FULL);
+        if (env->envid)
+            smtp_dsn_set_envid(j->m, env->envid);
+        for (size_t i = 0; i < j->n; i++) {
+            const struct spool_rcpt *rc = &env->rcpts[j->idx[i]];
+            j->rr[i] = smtp_add_recipient(j->m, rc->addr);
+            if (rc->notify) {
+                int nf = 0;
+                if (rc->notify & SPOOL_NOTIFY_NEVER)
+                    nf = Notify_NEVER;
+                else
+                    nf = (rc->notify & SPOOL_NOTIFY_SUCCESS ? Notify_SUCCESS : 0) |
+                         (rc->notify & SPOOL_NOTIFY_FAILURE ? Notify_FAILURE : 0) |
+                         (rc->notify & SPOOL_NOTIFY_DELAY ? Notify_DELAY : 0);
+                smtp_dsn_set_notify(j->rr[i], (enum notify_flags)nf);
+            }
+            if (rc->orcpt && strchr(rc->orcpt, ';')) {
+                const char *semi = strchr(rc->orcpt, ';');
+                char *type = mystrndup(rc->orcpt, (size_t)(semi - rc->orcpt));
+                smtp_dsn_set_orcpt(j->rr[i], type, semi + 1);
+                myfree(type);
+            }
+        }
+    }
+    if (!smtp_start_session(s)) {
+        char eb[256];
+        buf_setf(&fail, "%s", smtp_strerror(smtp_errno(), eb, sizeof(eb)));
+    }
+    if (sc.tls_error.len)
+        buf_setf(&fail, "TLS: %s", buf_str(&sc.tls_error));
+
+done:
+    for (size_t k = 0; k < njobs; k++) {
+        struct job *j = &jobs[k];
+        const smtp_status_t *mail = j->m ? smtp_reverse_path_status(j->m) : NULL;
+        const smtp_status_t *data = j->m ? smtp_message_transfer_status(j->m) : NULL;
+        for (size_t i = 0; i < j->n; i++) {
+            const smtp_status_t *decider = NULL, *rst;
+            enum outcome o = OUT_NONE;
+            if (j->m && mail && data && (rst = smtp_recipient_status(j->rr[i])) != NULL)
+                o = judge(mail, rst, data, &decider);
+            if (o == OUT_NONE) {
+                j->out[i] = OUT_DEFERRED;
+                j->reply[i] = mystrdup(
+                    fail.len ? buf_str(&fail) : "connection to the smarthost broke off");
+            } else {
+                j->out[i] = o;
+                j->reply[i] = status_text(decider);
+            }
+        }
+    }
+    smtp_destroy_session(s);
+    if (actx)
+        auth_destroy_context(actx);
+    if (ctx)
+        SSL_CTX_free(ctx);
+    buf_release(&sc.tls_error);
+    buf_release(&why);
+    buf_release(&host);
+    buf_release(&fail);
+}
+
+/* first_attempt - the events of an entry seen for the first time */
+static void first_attempt(struct relay *r, struct spool_entry *e)
+{
+    struct buf why;
+
+    if (e->env.policy_done)
+        return;
+    for (size_t i = 0; i < e->env.nrcpts; i++)
+        if (e->env.rcpts[i].state == SPOOL_PENDING)
+            record(r, e, i, "processed", NULL, 0);
+    buf_init(&why, 64);
+    if (spool_entry_policy_done(e, &why) < 0)
+        msg_warn("%s", buf_str(&why));
+    buf_release(&why);
+}
+
+/* finish - record the outcomes of one entry's jobs and decide its future */
+static void finish(struct relay *r, struct spool_entry *e, struct job *jobs, size_t njobs)
+{
+    struct buf why, reason;
+    size_t nfail = 0, *fidx = mycalloc(e->env.nrcpts, sizeof(size_t));
+    const char **fdiag = mycalloc(e->env.nrcpts, sizeof(char *));
+    int64_t now = (int64_t)time(NULL);
+    int attempts = e->env.attempts + 1;
+    int expired;
+    struct buf host;
+
+    buf_init(&why, 128);
+    buf_init(&reason, 128);
+    buf_init(&host, 64);
+    smarthost_name(conf_string(r->conf, "relay.smarthost"), &host);
+    expired = now - e->env.created >= conf_duration(r->conf, "spool.lifetime");
+
+    for (size_t k = 0; k < njobs; k++) {
+        struct job *j = &jobs[k];
+        for (size_t i = 0; i < j->n; i++) {
+            size_t ri = j->idx[i];
+            const char *addr = e->env.rcpts[ri].addr;
+            switch (j->out[i]) {
+            case OUT_DELIVERED:
+                msg_info("%s: to=<%s>, relay=%s, status=sent (%s)", e->id, addr,
+                         buf_str(&host), j->reply[i]);
+                if (spool_entry_mark(e, ri, SPOOL_DELIVERED, &why) < 0)
+                    msg_warn("%s", buf_str(&why));
+                record(r, e, ri, "delivered", j->reply[i], attempts);
+                break;
+            case OUT_FAILED:
+                msg_info("%s: to=<%s>, relay=%s, status=bounced (%s)", e->id, addr,
+                         buf_str(&host), j->reply[i]);
+                fidx[nfail] = ri;
+                fdiag[nfail++] = j->reply[i];
+                record(r, e, ri, "bounce", j->reply[i], attempts);
+                break;
+            default:
+                if (expired) {
+                    msg_info("%s: to=<%s>, status=expired (%s)", e->id, addr,
+                             j->reply[i]);
+                    fidx[nfail] = ri;
+                    fdiag[nfail++] = j->reply[i];
+                    record(r, e, ri, "bounce", j->reply[i], attempts);
+                } else {
+                    msg_info("%s: to=<%s>, relay=%s, status=deferred (%s)", e->id, addr,
+                             buf_str(&host), j->reply[i]);
+                    spool_defer_note(e, ri, j->reply[i]);
+                    record(r, e, ri, "deferred", j->reply[i], attempts);
+                }
+                break;
+            }
+        }
+    }
+    /* the bounce is durable before its recipients are marked failed */
+    if (nfail > 0 && relay_bounce(r, e, fidx, nfail, fdiag, buf_str(&host)) == 0)
+        for (size_t i = 0; i < nfail; i++)
+            if (spool_entry_mark(e, fidx[i], SPOOL_FAILED, &why) < 0)
+                msg_warn("%s", buf_str(&why));
+    if (spool_entry_pending(e) == 0) {
+        if (spool_entry_remove(e, &why) < 0)
+            msg_warn("%s", buf_str(&why));
+    } else {
+        int64_t delay =
+            spool_retry_delay(attempts, conf_duration(r->conf, "spool.retry_min"),
+                              conf_duration(r->conf, "spool.retry_max"));
+        if (spool_entry_schedule(e, attempts, now + delay, &why) < 0 ||
+            spool_entry_sync(e, &why) < 0)
+            msg_warn("%s", buf_str(&why));
+        spool_entry_close(e);
+    }
+    myfree(fidx);
+    myfree(fdiag);
+    buf_release(&why);
+    buf_release(&reason);
+    buf_release(&host);
+}
+
+/* relay_deliver - see relay.h */
+void relay_deliver(struct relay *r, struct spool_entry **entries, size_t n)
+{
+    size_t per = (size_t)conf_int(r->conf, "relay.messages_per_connection");
+    struct job *jobs = mycalloc(n ? n : 1, sizeof(*jobs));
+    size_t njobs = 0;
+    char *password = NULL;
+    struct buf why;
+    const char *pwfile = conf_string(r->conf, "relay.password_file");
+
+    buf_init(&why, 128);
+    if (*conf_string(r->conf, "relay.auth_user")) {
+        if (*pwfile == 0 || (password = read_password(pwfile, &why)) == NULL) {
+            msg_error("cannot authenticate to the smarthost: %s; mail stays queued",
+                      *pwfile ? buf_str(&why) : "relay.password_file is not set");
+            for (size_t i = 0; i < n; i++)
+                spool_entry_close(entries[i]);
+            myfree(jobs);
+            buf_release(&why);
+            return;
+        }
+    }
+    /* one job per entry: its pending recipients, its message as queued */
+    for (size_t i = 0; i < n; i++) {
+        struct spool_entry *e = entries[i];
+        struct job *j;
+        first_attempt(r, e);
+        if (spool_entry_pending(e) == 0) {
+            if (spool_entry_remove(e, &why) < 0)
+                msg_warn("%s", buf_str(&why));
+            continue;
+        }
+        j = &jobs[njobs++];
+        j->e = e;
+        j->data = e->msg;
+        j->len = e->msg_len;
+        j->idx = mycalloc(e->env.nrcpts, sizeof(size_t));
+        j->rr = mycalloc(e->env.nrcpts, sizeof(smtp_recipient_t));
+        j->out = mycalloc(e->env.nrcpts, sizeof(enum outcome));
+        j->reply = mycalloc(e->env.nrcpts, sizeof(char *));
+        for (size_t k = 0; k < e->env.nrcpts; k++)
+            if (e->env.rcpts[k].state == SPOOL_PENDING)
+                j->idx[j->n++] = k;
+    }
+    for (size_t start = 0; start < njobs; start += per)
+        run_session(r, jobs + start, njobs - start < per ? njobs - start : per, password);
+    for (size_t k = 0; k < njobs; k++) {
+        struct job *j = &jobs[k];
+        finish(r, j->e, j, 1);
+        for (size_t i = 0; i < j->n; i++)
+            myfree(j->reply[i]);
+        myfree(j->idx);
+        myfree(j->rr);
+        myfree(j->out);
+        myfree(j->reply);
+    }
+    if (password) {
+        explicit_bzero(password, strlen(password));
+        myfree(password);
+    }
+    myfree(jobs);
+    buf_release(&why);
+}
+
+/* relay_bounce - see relay.h */
+int relay_bounce(struct relay *r, struct spool_entry *e, const size_t *idx, size_t n,
+                 const char *const *diag, const char *remote)
+{
+    struct dsn_report rep;
+    struct dsn_rcpt *rc;
+    struct spool_env env;
+    struct buf msg, why, from, reason;
+    char id[SPOOL_ID_MAX];
+    int rv = 0;
+
+    if (e->env.sender[0] == 0) {
+        /* never bounce a bounce: the loop nullmailer and dma are known for */
+        msg_info("%s: undeliverable mail from <> discarded for %zu recipient(s)", e->id,
+                 n);
+        return 0;
+    }
+    memset(&rep, 0, sizeof(rep));
+    rc = mycalloc(n, sizeof(*rc));
+    buf_init(&msg, 4096);
+    buf_init(&why, 128);
+    buf_init(&from, 64);
+    buf_init(&reason, 128);
+    for (size_t i = 0; i < n; i++) {
+        const struct spool_rcpt *sr = &e->env.rcpts[idx[i]];
+        struct buf st;
+        buf_init(&st, 16);
+        dsn_status_from_reply(diag[i], &st);
+        rc[i].recipient = sr->addr;
+        rc[i].orcpt = sr->orcpt;
+        rc[i].action = "failed";
+        rc[i].status = mystrdup(buf_str(&st));
+        rc[i].remote_mta = remote;
+        rc[i].diagnostic = diag[i];
+        rc[i].last_attempt = (int64_t)time(NULL);
+        buf_release(&st);
+    }
+    buf_setf(&from, "MAILER-DAEMON@%s", r->domain);
+    rep.reporting_mta = r->domain;
+    rep.from = buf_str(&from);
+    rep.to = e->env.sender;
+    rep.envid = e->env.envid;
+    rep.arrival = e->env.created;
+    rep.rcpts = rc;
+    rep.n_rcpts = n;
+    rep.original = e->msg;
+    rep.original_len = e->msg_len;
+    rep.headers_only = e->env.ret == SPOOL_RET_HDRS;
+    rep.max_return = (size_t)conf_size(r->conf, "relay.bounce_return_limit");
+    if (dsn_build(&rep, &msg, &why) < 0) {
+        msg_error("%s: cannot build a bounce: %s", e->id, buf_str(&why));
+        rv = -1;
+        goto out;
+    }
+    spool_env_init(&env);
+    env.sender = mystrdup("");
+    env.tenant = mystrdup(e->env.tenant);
+    env.origin = mystrdup("bounce");
+    env.created = (int64_t)time(NULL);
+    env.uid = getuid();
+    spool_env_add(&env, e->env.sender, NULL, 0);
+    if (spool_submit(r->spool, &env, msg.data, msg.len, 0, id, NULL, &why) < 0) {
+        msg_error("%s: cannot queue a bounce: %s", e->id, buf_str(&why));
+        rv = -1;
+    } else {
+        msg_info("%s: sender non-delivery notification: %s", e->id, id);
+    }
+    spool_env_release(&env);
+out:
+    for (size_t i = 0; i < n; i++)
+        myfree((char *)rc[i].status);
+    myfree(rc);
+    buf_release(&msg);
+    buf_release(&why);
+    buf_release(&from);
+    buf_release(&reason);
+    return rv;
+}

@@ -1,0 +1,158 @@
+#!/bin/sh
+# relay_queue - sgrelay as sendmail against a real SMTP server on loopback:
+# -t with Bcc, bytes received equal to bytes queued, a 5xx for one of three
+# recipients (one bounce, two delivered), a 4xx deferring one, the smarthost
+# down (queued, exit 0, delivered by a later -q), -bs, -bp, the null sender
+# never bounced, usage errors, and a full spool file system.
+. "$(dirname "$0")/lib.sh"
+: "${SGRELAY:?run through make check}"
+
+PORT=$(free_port)
+SINK="$WORK/sink"
+CONF="$WORK/sendguard.conf"
+cat >"$CONF" <<EOF
+store = { path = "$WORK/store"; };
+spool = { path = "$WORK/spool"; retry_min = "1s"; retry_max = "2s"; };
+relay = { smarthost = "127.0.0.1:$PORT"; domain = "relay.test"; starttls = "none";
+          connections = 2; };
+EOF
+mkdir -p "$WORK/store"
+peer_start "$SINK" "$PORT" --reply 'bad@=550 5.1.1 <bad@example.org>: User unknown' \
+    --reply 'later@=451 4.2.0 try again later'
+
+# -t, queued only (-odq): Bcc is a recipient and is removed from the header
+printf 'Subject: one\nTo: a@example.org, bad@example.org\nCc: later@example.org\nBcc: hidden@example.org\n\nline one\n.dot line\n' >"$WORK/in"
+sgr -t -odq -f sender@example.com <"$WORK/in"
+expect_rc 0 "sgrelay -t -odq"
+check "one entry queued" [ "$(count_files "$WORK/spool/queue" '*')" -eq 1 ]
+check "nothing left in tmp" [ "$(count_files "$WORK/spool/tmp" '*')" -eq 0 ]
+Q=$(ls "$WORK/spool/queue")
+# the message as queued: everything after the envelope's empty line
+awk 'f{print} /^$/ && !f{f=1}' "$WORK/spool/queue/$Q" >"$WORK/queued.eml"
+check_not "Bcc removed" grep -qi '^Bcc:' "$WORK/queued.eml"
+check "Date added" grep -q '^Date: ' "$WORK/queued.eml"
+check "Message-ID added" grep -q '^Message-ID: <.*@relay.test>' "$WORK/queued.eml"
+check "From added from -f" grep -q '^From: <sender@example.com>' "$WORK/queued.eml"
+check "CRLF line ends" grep -q "$(printf 'line one\r')" "$WORK/queued.eml"
+
+sgr -bp
+expect_rc 0 "sgrelay -bp"
+out_has "$Q"
+out_has "hidden@example.org"
+
+# one queue run: a and hidden delivered together, bad bounced, later deferred
+sgr -q
+expect_rc 0 "sgrelay -q"
+M=$(ls "$SINK"/*.eml | head -1)
+check "bytes received are the bytes queued" cmp -s "$M" "$WORK/queued.eml"
+json_rcpts=$($PY -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1]))["rcpt_tos"])))' "${M%.eml}.json")
+check "delivered to a and hidden ($json_rcpts)" [ "$json_rcpts" = "a@example.org hidden@example.org" ]
+sgr -bp
+out_has "later@example.org"
+out_has "451 4.2.0 try again later"
+out_lacks "bad@example.org"
+out_has "MAILER-DAEMON"
+
+# the bounce goes out on the next run; later@ is still deferred
+sleep 2
+sgr -q
+B=$(grep -l 'multipart/report' "$SINK"/*.eml | head -1)
+check "a bounce reached the sender" [ -n "$B" ]
+check "the bounce names bad@" grep -q 'Final-Recipient: rfc822; bad@example.org' "$B"
+check "the bounce has status 5.1.1" grep -q 'Status: 5.1.1' "$B"
+check "the bounce was sent from <>" $PY -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["mail_from"] != "")' "${B%.eml}.json"
+check "only one bounce" [ "$(grep -l 'multipart/report' "$SINK"/*.eml | wc -l)" -eq 1 ]
+check "events: bounce recorded" grep -q '"event":"bounce"' "$WORK"/store/events/*.jsonl
+check "events: deferred recorded" grep -q '"event":"deferred"' "$WORK"/store/events/*.jsonl
+check "events: delivered recorded" grep -q '"event":"delivered"' "$WORK"/store/events/*.jsonl
+
+# the null sender is never bounced
+before=$(count_files "$WORK/spool/queue" '*')
+printf 'Subject: from nobody\n\nx\n' >"$WORK/in"
+sgr -odi -f '<>' bad@example.org <"$WORK/in"
+expect_rc 0 "sgrelay -f '<>'"
+check "no bounce for <>" [ "$(count_files "$WORK/spool/queue" '*')" -eq "$before" ]
+
+# the smarthost down: queued, exit 0; delivered by a later run
+peer_stop
+printf 'Subject: while down\n\nqueued\n' >"$WORK/in"
+sgr -odi -f sender@example.com down@example.org <"$WORK/in"
+expect_rc 0 "sgrelay with the smarthost down"
+sgr -bp
+out_has "down@example.org"
+peer_start "$SINK" "$PORT" --reply 'later@=451 4.2.0 try again later'
+sgr -q
+check "delivered after the smarthost came back" grep -lq 'Subject: while down' "$SINK"/*.eml
+sgr -bp
+out_lacks "down@example.org"
+
+# without -i a line with a single dot ends the message; LF input
+printf 'Subject: dots\n\nbefore\n.\nafter\n' >"$WORK/in"
+sgr -odi -f sender@example.com dot@example.org <"$WORK/in"
+expect_rc 0 "sgrelay without -i"
+D=$(grep -l 'Subject: dots' "$SINK"/*.eml)
+check_not "the dot ended the input" grep -q after "$D"
+check "text before the dot kept" grep -q before "$D"
+
+# -bs: an SMTP dialogue on stdin/stdout, with DSN parameters
+printf 'EHLO client\r\nMAIL FROM:<bs@example.com> RET=HDRS ENVID=abc123\r\nRCPT TO:<bs1@example.org> NOTIFY=FAILURE ORCPT=rfc822;bs1@example.org\r\nDATA\r\nSubject: bs\r\n\r\n..leading dot\r\n.\r\nQUIT\r\n' >"$WORK/in"
+sgr -bs -odi <"$WORK/in"
+expect_rc 0 "sgrelay -bs"
+out_has "250 2.0.0 Ok: queued as"
+out_has "221 2.0.0"
+S=$(grep -l 'Subject: bs' "$SINK"/*.eml)
+check "-bs message delivered" [ -n "$S" ]
+check "-bs dot unstuffed" grep -q '^\.leading dot' "$S"
+check "DSN parameters passed on" $PY -c '
+import json,sys; j=json.load(open(sys.argv[1]))
+sys.exit(not (j["mail_params"].get("RET")=="HDRS" and j["mail_params"].get("ENVID")=="abc123" and j["rcpt_params"][0].get("NOTIFY")=="FAILURE"))' "${S%.eml}.json"
+
+# usage errors name the flag
+sgr -X foo@example.org </dev/null
+expect_rc 64 "unknown flag"
+err_has "unknown option -X"
+sgr -bz </dev/null
+expect_rc 64 "unknown -b mode"
+err_has "-bz"
+printf 'Subject: x\n\n' >"$WORK/in"
+sgr -f sender@example.com <"$WORK/in"
+expect_rc 64 "no recipients"
+err_has "no recipients"
+printf 'Subject: x\n\n' >"$WORK/in"
+sgr -f sender@example.com 'not an address' <"$WORK/in"
+expect_rc 65 "bad recipient"
+err_has "bad recipient address"
+# accepted and ignored, as sendmail's callers pass them
+printf 'Subject: cron\n\nok\n' >"$WORK/in"
+sgr -FCronDaemon -i -odq -oem -oi -O DeliveryMode=b -t -f root cron@example.org <"$WORK/in"
+expect_rc 0 "cron's flags"
+
+# a full spool file system: a clean failure and nothing half-written.  A
+# small tmpfs where we may mount one; else a file size limit (EFBIG), which
+# takes the same path through the code.
+mkdir -p "$WORK/small"
+head -c 200000 /dev/zero | tr '\0' 'x' | fold -w 70 >"$WORK/big.txt"
+SMALL_CONF="$WORK/small.conf"
+sed "s#$WORK/spool#$WORK/small/spool#" "$CONF" >"$SMALL_CONF"
+set +e
+if [ "$(id -u)" -eq 0 ] && mount -t tmpfs -o size=64k tmpfs "$WORK/small" 2>/dev/null; then
+    MOUNTED=1
+    "$SGRELAY" -C "$SMALL_CONF" -odq -f sender@example.com big@example.org <"$WORK/big.txt" 2>"$WORK/err"
+    RC=$?
+    WANT="No space left"
+else
+    MOUNTED=0
+    mkdir -p "$WORK/small/spool"
+    "$SGRELAY" -C "$SMALL_CONF" -bp >/dev/null 2>&1 # creates the spool when root
+    (trap '' XFSZ; ulimit -f 64; exec "$SGRELAY" -C "$SMALL_CONF" -odq -f sender@example.com big@example.org <"$WORK/big.txt" 2>"$WORK/err")
+    RC=$?
+    WANT="File too large"
+fi
+set -e
+expect_rc 75 "a full spool"
+err_has "$WANT"
+check "no partial entry in queue" [ "$(count_files "$WORK/small/spool/queue" '*')" -eq 0 ]
+check "no partial entry in tmp" [ "$(count_files "$WORK/small/spool/tmp" '*')" -eq 0 ]
+[ "$MOUNTED" -eq 0 ] || umount "$WORK/small"
+
+done_ok
