@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -778,6 +779,32 @@ int spool_read_env(struct spool *sp, const char *id, struct spool_env *env, size
         *size = len - off;
     myfree(data);
     return rc;
+}
+
+/* spool_notify_parse - see spool.h */
+int spool_notify_parse(const char *v, size_t len)
+{
+    int bits = 0;
+
+    if (len == 5 && strncasecmp(v, "NEVER", 5) == 0)
+        return SPOOL_NOTIFY_NEVER;
+    while (len > 0) {
+        const char *c = memchr(v, ',', len);
+        size_t n = c ? (size_t)(c - v) : len;
+        if (n == 7 && strncasecmp(v, "SUCCESS", 7) == 0)
+            bits |= SPOOL_NOTIFY_SUCCESS;
+        else if (n == 7 && strncasecmp(v, "FAILURE", 7) == 0)
+            bits |= SPOOL_NOTIFY_FAILURE;
+        else if (n == 5 && strncasecmp(v, "DELAY", 5) == 0)
+            bits |= SPOOL_NOTIFY_DELAY;
+        else
+            return -1;
+        if (c != NULL && n + 1 == len)
+            return -1; /* a list ending in a comma */
+        v += n + (c != NULL);
+        len -= n + (c != NULL);
+    }
+    return bits ? bits : -1;
 }
 
 /* spool_retry_delay - see spool.h */

@@ -60,6 +60,13 @@ enum spool_state {
 #define SPOOL_NOTIFY_FAILURE 4
 #define SPOOL_NOTIFY_DELAY 8
 
+/*
+ * spool_notify_parse - a DSN NOTIFY value of len bytes (SMTP's NOTIFY= or
+ * sendmail's -N): NEVER, or a comma-separated list of SUCCESS, FAILURE and
+ * DELAY, case ignored; its SPOOL_NOTIFY_* bits, or -1 when it is not one.
+ */
+int spool_notify_parse(const char *v, size_t len);
+
 /* DSN RET (RFC 3461) */
 enum spool_ret { SPOOL_RET_UNSET, SPOOL_RET_FULL, SPOOL_RET_HDRS };
 

@@ -55,34 +55,6 @@ static void SG_NORETURN usage_die(const char *what)
     die(EX_USAGE, "%s (see sgrelay(8))", what);
 }
 
-/* parse_notify_arg - -N never | success,failure,delay */
-static int parse_notify_arg(const char *v)
-{
-    int bits = 0;
-    char *copy = mystrdup(v), *save = NULL;
-
-    if (strcasecmp(v, "never") == 0) {
-        myfree(copy);
-        return SPOOL_NOTIFY_NEVER;
-    }
-    for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
-        if (strcasecmp(w, "success") == 0)
-            bits |= SPOOL_NOTIFY_SUCCESS;
-        else if (strcasecmp(w, "failure") == 0)
-            bits |= SPOOL_NOTIFY_FAILURE;
-        else if (strcasecmp(w, "delay") == 0)
-            bits |= SPOOL_NOTIFY_DELAY;
-        else {
-            myfree(copy);
-            usage_die("-N takes never, or a list of success, failure and delay");
-        }
-    }
-    myfree(copy);
-    if (bits == 0)
-        usage_die("-N takes never, or a list of success, failure and delay");
-    return bits;
-}
-
 /* this_host - relay.domain, else the host's name */
 static char *this_host(const struct conf *conf)
 {
@@ -156,7 +128,8 @@ int main(int argc, char **argv)
             o.dot_ends = 0;
             break;
         case 'N':
-            o.notify = parse_notify_arg(optarg);
+            if ((o.notify = spool_notify_parse(optarg, strlen(optarg))) < 0)
+                usage_die("-N takes never, or a list of success, failure and delay");
             break;
         case 'O':
             break; /* sendmail's long options: accepted, ignored */

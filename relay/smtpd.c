@@ -75,30 +75,6 @@ static char *path_arg(const char *p, const char **rest)
     return mystrndup(p, (size_t)(end - p));
 }
 
-/* parse_notify - NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY */
-static int parse_notify(const char *v, size_t len)
-{
-    int bits = 0;
-
-    if (len == 5 && strncasecmp(v, "NEVER", 5) == 0)
-        return SPOOL_NOTIFY_NEVER;
-    while (len > 0) {
-        const char *c = memchr(v, ',', len);
-        size_t n = c ? (size_t)(c - v) : len;
-        if (n == 7 && strncasecmp(v, "SUCCESS", 7) == 0)
-            bits |= SPOOL_NOTIFY_SUCCESS;
-        else if (n == 7 && strncasecmp(v, "FAILURE", 7) == 0)
-            bits |= SPOOL_NOTIFY_FAILURE;
-        else if (n == 5 && strncasecmp(v, "DELAY", 5) == 0)
-            bits |= SPOOL_NOTIFY_DELAY;
-        else
-            return -1;
-        v += n + (c != NULL);
-        len -= n + (c != NULL);
-    }
-    return bits ? bits : -1;
-}
-
 /* params - the ESMTP parameters of MAIL (rcpt_i < 0) or of a RCPT */
 static const char *params(struct txn *t, const char *p, long rcpt_i)
 {
@@ -133,7 +109,7 @@ static const char *params(struct txn *t, const char *p, long rcpt_i)
             myfree(t->envid);
             t->envid = mystrndup(eq + 1, (size_t)(end - eq - 1));
         } else if (rcpt_i >= 0 && klen == 6 && strncasecmp(p, "NOTIFY", 6) == 0 && eq) {
-            int bits = parse_notify(eq + 1, (size_t)(end - eq - 1));
+            int bits = spool_notify_parse(eq + 1, (size_t)(end - eq - 1));
             if (bits < 0)
                 return "501 5.5.4 Bad NOTIFY parameter";
             t->notify[rcpt_i] = bits;

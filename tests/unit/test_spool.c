@@ -988,6 +988,32 @@ static void test_damaged(void **state)
 }
 
 /* The wait doubles from min after each attempt, up to max. */
+/* spool_notify_parse: NOTIFY= and -N share one grammar */
+static void test_notify_parse(void **state)
+{
+    static const struct {
+        const char *text;
+        int bits;
+    } cases[] = {
+        {"NEVER", SPOOL_NOTIFY_NEVER},
+        {"never", SPOOL_NOTIFY_NEVER},
+        {"SUCCESS", SPOOL_NOTIFY_SUCCESS},
+        {"failure,delay", SPOOL_NOTIFY_FAILURE | SPOOL_NOTIFY_DELAY},
+        {"Success,Failure,Delay",
+         SPOOL_NOTIFY_SUCCESS | SPOOL_NOTIFY_FAILURE | SPOOL_NOTIFY_DELAY},
+        {"", -1},
+        {"sometimes", -1},
+        {"success,", -1},
+        {"never,success", -1},
+        {"success,,failure", -1},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_int_equal(spool_notify_parse(cases[i].text, strlen(cases[i].text)),
+                         cases[i].bits);
+}
+
 static void test_retry_delay(void **state)
 {
     static const struct {
@@ -1126,6 +1152,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_env, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_delay, setup, teardown),
+        cmocka_unit_test(test_notify_parse),
         cmocka_unit_test_setup_teardown(test_write_fails, setup, teardown),
     };
 
