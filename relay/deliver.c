@@ -391,7 +391,8 @@ static void run_session(struct relay *r, struct job *jobs, size_t njobs,
             }
         }
     }
-    if (!smtp_start_session(s)) {
+    /* it may return success after a failed TLS handshake: ask smtp_errno too */
+    if (!smtp_start_session(s) || smtp_errno() != 0) {
         char eb[256];
         buf_setf(&fail, "%s", smtp_strerror(smtp_errno(), eb, sizeof(eb)));
     }
