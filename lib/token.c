@@ -400,6 +400,12 @@ unsigned token_keys_current(const struct token_keys *keys)
     return keys->keys[0].kid;
 }
 
+/* token_keys_has - see token.h */
+int token_keys_has(const struct token_keys *keys, unsigned kid)
+{
+    return kid >= 1 && kid <= TOKEN_KID_MAX && keys->slot[kid] != 0;
+}
+
 /* token_key_line - see token.h */
 void token_key_line(unsigned kid, struct buf *out)
 {

@@ -106,6 +106,9 @@ void token_keys_free(struct token_keys *keys);
 /* token_keys_current - the key id tokens are encoded with */
 unsigned token_keys_current(const struct token_keys *keys);
 
+/* token_keys_has - is a key of this id loaded? */
+int token_keys_has(const struct token_keys *keys, unsigned kid);
+
 /*
  * token_key_line - append one line "KID:HEX\n" for a fresh random 32-byte key
  * with id kid (1..255; anything else is a bug).

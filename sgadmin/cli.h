@@ -99,5 +99,6 @@ extern const struct cli_verb group_suppression_verbs[];
 extern const struct cli_verb lookup_verbs[];
 extern const struct cli_verb event_verbs[];
 extern const struct cli_verb dkim_verbs[];
+extern const struct cli_verb token_verbs[];
 
 #endif

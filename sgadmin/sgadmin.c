@@ -28,6 +28,7 @@ static const struct cli_noun nouns[] = {
      STORE_NLISTS},
     {"events", event_verbs, "the event log", STORE_NLISTS},
     {"dkim", dkim_verbs, "DKIM keys, and signing a message with them", STORE_NLISTS},
+    {"token", token_verbs, "the token key file, and what a token says", STORE_NLISTS},
     {NULL, NULL, NULL, STORE_NLISTS},
 };
 

@@ -1,0 +1,346 @@
+/*
+ * pipeline - options, decisions and per-recipient copies; see pipeline.h.
+ *
+ * Must never let a copy leave with an X-SMTPAPI field, never change a byte
+ * of a message that needs nothing, and never sign before the last change.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "address.h"
+#include "dkim.h"
+#include "dkim_keys.h"
+#include "header.h"
+#include "msg.h"
+#include "mymalloc.h"
+#include "pipeline.h"
+#include "token.h"
+
+struct pipeline {
+    const struct conf *conf;
+    struct store *store;
+    struct token_keys *keys; /* NULL: see keys_why */
+    struct buf keys_why;
+    struct dkim_keyring *keyring;
+    struct dkim_params dkim;
+    const char **dkim_names;
+    char *url_base;       /* "https://host[/path]", no final slash */
+    char *mailto_local;   /* "unsubscribe" */
+    char *mailto_domain;  /* "example.com" */
+    int keep_existing;    /* unsubscribe.keep_existing */
+    struct buf unsigned_; /* "\n"-separated domains already reported unsigned */
+};
+
+/* url_base - tracker.url checked: https, a host, no query or fragment */
+static int url_base(const char *conf_url, const char *domain, char **out, struct buf *why)
+{
+    struct buf u;
+    const char *host;
+
+    buf_init(&u, 64);
+    if (*conf_url)
+        buf_puts(&u, conf_url);
+    else
+        buf_printf(&u, "https://%s", domain);
+    while (u.len > 0 && u.data[u.len - 1] == '/')
+        buf_truncate(&u, u.len - 1);
+    host = buf_str(&u) + strlen("https://");
+    if (strncmp(buf_str(&u), "https://", 8) != 0 || *host == 0 || *host == '/' ||
+        strpbrk(buf_str(&u), "?# \t\"<>") != NULL) {
+        buf_error(why,
+                  "tracker.url: \"%s\" is not an https URL without query or fragment "
+                  "(RFC 8058 wants https)",
+                  buf_str(&u));
+        buf_release(&u);
+        return -1;
+    }
+    *out = buf_steal(&u);
+    buf_release(&u);
+    return 0;
+}
+
+/* mailto - unsubscribe.mailto split at its last '@' */
+static int mailto(struct pipeline *p, const char *conf_addr, const char *domain,
+                  struct buf *why)
+{
+    struct buf a;
+    const char *at;
+    int rc = 0;
+
+    buf_init(&a, 64);
+    if (*conf_addr)
+        buf_puts(&a, conf_addr);
+    else
+        buf_printf(&a, "unsubscribe@%s", domain);
+    at = strrchr(buf_str(&a), '@');
+    if (at == NULL || at == buf_str(&a) || at[1] == 0 ||
+        strpbrk(buf_str(&a), " \t\"<>(),;:\\[]+") != NULL) {
+        rc = buf_error(why,
+                       "unsubscribe.mailto: \"%s\" is not a plain address (local@domain, "
+                       "no '+')",
+                       buf_str(&a));
+    } else {
+        p->mailto_local = mystrndup(buf_str(&a), (size_t)(at - buf_str(&a)));
+        p->mailto_domain = mystrdup(at + 1);
+    }
+    buf_release(&a);
+    return rc;
+}
+
+/* pipeline_new - see pipeline.h */
+struct pipeline *pipeline_new(const struct conf *conf, struct store *st,
+                              const char *domain, struct buf *why)
+{
+    struct pipeline *p = mycalloc(1, sizeof(*p));
+
+    p->conf = conf;
+    p->store = st;
+    buf_init(&p->keys_why, 64);
+    buf_init(&p->unsigned_, 64);
+    p->keep_existing = conf_bool(conf, "unsubscribe.keep_existing");
+    if (url_base(conf_string(conf, "tracker.url"), domain, &p->url_base, why) < 0 ||
+        mailto(p, conf_string(conf, "unsubscribe.mailto"), domain, why) < 0 ||
+        dkim_params_conf(&p->dkim, conf, &p->dkim_names, why) < 0) {
+        pipeline_free(p);
+        return NULL;
+    }
+    p->keys = token_keys_load(conf_string(conf, "secrets.token_key_file"), &p->keys_why);
+    p->keyring = dkim_keyring_new(st, conf_string(conf, "dkim.default_domain"));
+    return p;
+}
+
+/* pipeline_free - see pipeline.h */
+void pipeline_free(struct pipeline *p)
+{
+    if (p == NULL)
+        return;
+    token_keys_free(p->keys);
+    dkim_keyring_free(p->keyring);
+    myfree(p->dkim_names);
+    myfree(p->url_base);
+    myfree(p->mailto_local);
+    myfree(p->mailto_domain);
+    buf_release(&p->keys_why);
+    buf_release(&p->unsigned_);
+    myfree(p);
+}
+
+/* pipeline_options - see pipeline.h */
+int pipeline_options(const struct conf *conf, const char *msg, size_t len,
+                     struct smtpapi_opts *opts, struct buf *why)
+{
+    size_t body, hlen = header_split(msg, len, &body), pos = 0;
+    struct header_field f, api;
+    struct smtpapi_opts mine;
+    int found = 0, rc;
+
+    while (header_next(msg, hlen, &pos, &f))
+        if (header_is(&f, PIPELINE_SMTPAPI_FIELD) && found++ == 0)
+            api = f;
+    if (found == 0)
+        return 0;
+    if (found > 1)
+        return buf_error(why, "the message has %d X-SMTPAPI fields; one is allowed",
+                         found);
+    smtpapi_init(&mine);
+    rc = smtpapi_parse(api.value, api.value_len,
+                       (size_t)conf_size(conf, "smtpapi.max_size"), &mine, NULL, why);
+    if (rc == 0)
+        smtpapi_merge(opts, &mine);
+    smtpapi_free(&mine);
+    return rc;
+}
+
+/* pipeline_decide - see pipeline.h */
+int pipeline_decide(struct pipeline *p, const char *tenant,
+                    const struct smtpapi_opts *opts, const char *rcpt,
+                    struct pipeline_decision *d, struct buf *why)
+{
+    struct buf addr, err;
+    struct store_hits hits;
+    struct policy_decision pd;
+    uint32_t group =
+        opts && opts->asm_group_id > 0 ? (uint32_t)opts->asm_group_id : STORE_ALL_GROUPS;
+    int rc = 0;
+
+    buf_init(&addr, 64);
+    buf_init(&err, 64);
+    store_hits_init(&hits);
+    memset(d, 0, sizeof(*d));
+    if (address_normalize(rcpt, &addr, &err) < 0)
+        rc = buf_error(why, "<%s>: %s", rcpt, buf_str(&err));
+    else if (store_lookup(p->store, tenant, buf_str(&addr), group, &hits, &err) < 0)
+        rc = buf_error(why, "cannot look <%s> up: %s", rcpt, buf_str(&err));
+    else {
+        policy_decide(&hits, opts, &pd);
+        d->action = pd.action;
+        d->reason = pd.reason;
+        d->group = pd.group;
+        d->allowed = pd.allowed;
+        d->bypassed = pd.bypassed;
+    }
+    store_hits_free(&hits);
+    buf_release(&addr);
+    buf_release(&err);
+    return rc;
+}
+
+/* needs_unsubscribe - does this copy carry unsubscribe headers? */
+static int needs_unsubscribe(const struct pipeline_copy *c)
+{
+    return c->group != 0 ||
+           (c->opts && smtpapi_is_on(c->opts->filters.subscriptiontrack.enable));
+}
+
+/* unsubscribe_fields - the two fields, each ending in CRLF */
+static int unsubscribe_fields(struct pipeline *p, const struct pipeline_copy *c,
+                              struct buf *out, struct buf *why)
+{
+    struct token t;
+    struct buf tok, addr, err;
+    int rc = 0;
+
+    if (p->keys == NULL)
+        return buf_error(why, "no unsubscribe token key: %s", buf_str(&p->keys_why));
+    buf_init(&tok, 160);
+    buf_init(&addr, 64);
+    buf_init(&err, 64);
+    if (address_normalize(c->rcpt, &addr, &err) < 0) {
+        rc = buf_error(why, "<%s>: %s", c->rcpt, buf_str(&err));
+        goto out;
+    }
+    memset(&t, 0, sizeof(t));
+    t.purpose = TOKEN_UNSUBSCRIBE;
+    t.group = c->group;
+    t.tenant = (char *)c->tenant;
+    t.message = (char *)c->message;
+    t.recipient = (char *)buf_str(&addr);
+    if (token_encode(p->keys, &t, &tok, &err) < 0) {
+        rc = buf_error(why, "cannot make the unsubscribe token: %s", buf_str(&err));
+        goto out;
+    }
+    /* one URI per line: a token is over 100 characters */
+    buf_printf(out, "List-Unsubscribe: <%s/u/%s>,\r\n <mailto:%s+%s@%s>\r\n", p->url_base,
+               buf_str(&tok), p->mailto_local, buf_str(&tok), p->mailto_domain);
+    buf_puts(out, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
+out:
+    buf_release(&tok);
+    buf_release(&addr);
+    buf_release(&err);
+    return rc;
+}
+
+/* sign - prepend the DKIM signatures of the From domain's keys to msg */
+static int sign(struct pipeline *p, struct buf *msg, int *signed_by, struct buf *why)
+{
+    size_t body, hlen = header_split(msg->data, msg->len, &body);
+    struct header_field from;
+    struct dkim_key *keys[DKIM_KEYS_MAX];
+    struct buf value, dom, err, sigs;
+    int n = 0, rc = 0;
+
+    buf_init(&value, 128);
+    buf_init(&dom, 64);
+    buf_init(&err, 64);
+    buf_init(&sigs, 1024);
+    if (!header_find(msg->data, hlen, "From", &from)) {
+        msg_warn("a message without From is not signed");
+        goto out;
+    }
+    header_value(&from, &value);
+    if (dkim_from_domain(buf_str(&value), &dom, &err) < 0) {
+        msg_warn("not signed: From: %s", buf_str(&err));
+        goto out;
+    }
+    if ((n = dkim_keyring_find(p->keyring, buf_str(&dom), keys, &err)) < 0) {
+        rc = buf_error(why, "cannot find the DKIM keys of %s: %s", buf_str(&dom),
+                       buf_str(&err));
+        n = 0;
+        goto out;
+    }
+    if (n == 0) {
+        /* no key, no signature: said once per domain, and the mail goes on */
+        struct buf line;
+        buf_init(&line, 64);
+        buf_printf(&line, "\n%s\n", buf_str(&dom));
+        if (memmem(p->unsigned_.data, p->unsigned_.len, line.data, line.len) == NULL) {
+            msg_info("no DKIM key for %s: its mail leaves unsigned", buf_str(&dom));
+            buf_append(&p->unsigned_, line.data, line.len - 1);
+        }
+        buf_release(&line);
+        goto out;
+    }
+    if (dkim_sign_message(keys, (size_t)n, &p->dkim, msg->data, msg->len, &sigs, &err) <
+        0) {
+        rc = buf_error(why, "cannot sign for %s: %s", buf_str(&dom), buf_str(&err));
+        goto out;
+    }
+    buf_append(&sigs, msg->data, msg->len);
+    buf_reset(msg);
+    buf_append(msg, sigs.data, sigs.len);
+    if (signed_by)
+        *signed_by = n;
+out:
+    for (int i = 0; i < n; i++)
+        dkim_key_free(keys[i]);
+    buf_release(&value);
+    buf_release(&dom);
+    buf_release(&err);
+    buf_release(&sigs);
+    return rc;
+}
+
+/* pipeline_personalise - see pipeline.h */
+int pipeline_personalise(struct pipeline *p, const struct pipeline_copy *c,
+                         const char *msg, size_t len, struct buf *out, int *signed_by,
+                         struct buf *why)
+{
+    size_t body, hlen = header_split(msg, len, &body), pos = 0;
+    struct header_field f;
+    int add = needs_unsubscribe(c), own = 0;
+
+    if (signed_by)
+        *signed_by = 0;
+    buf_reset(out);
+    if (add && p->keep_existing) {
+        own = header_find(msg, hlen, "List-Unsubscribe", &f);
+        add = !own;
+    }
+    while (header_next(msg, hlen, &pos, &f)) {
+        if (header_is(&f, PIPELINE_SMTPAPI_FIELD))
+            continue;
+        if (add &&
+            (header_is(&f, "List-Unsubscribe") || header_is(&f, "List-Unsubscribe-Post")))
+            continue; /* ours replace the application's */
+        buf_append(out, f.start, f.len);
+    }
+    if (add && unsubscribe_fields(p, c, out, why) < 0)
+        return -1;
+    buf_append(out, msg + hlen, len - hlen);
+    return sign(p, out, signed_by, why);
+}
+
+/* pipeline_event - see pipeline.h */
+void pipeline_event(const struct smtpapi_opts *opts, uint32_t group, json_t *ev)
+{
+    if (group != 0)
+        json_object_set_new(ev, "asm_group_id", json_integer(group));
+    if (opts == NULL)
+        return;
+    if (opts->n_categories > 0) {
+        json_t *cats = json_array();
+        for (size_t i = 0; i < opts->n_categories; i++)
+            json_array_append_new(cats, json_string(opts->categories[i]));
+        json_object_set_new(ev, "category", cats);
+    }
+    if (opts->unique_args != NULL) {
+        /* SendGrid puts unique_args at the top level; ours never override ours */
+        const char *k;
+        json_t *v;
+        json_object_foreach (opts->unique_args, k, v) {
+            if (json_object_get(ev, k) == NULL)
+                json_object_set(ev, k, v);
+        }
+    }
+}

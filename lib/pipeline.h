@@ -1,0 +1,109 @@
+/*
+ * pipeline - DESIGN.md's steps 3 to 6 for one message, as the relay and the
+ * milter both apply them: the options of its X-SMTPAPI header merged over
+ * the defaults, the decision for each recipient, and each recipient's copy
+ * (X-SMTPAPI removed, unsubscribe headers added, DKIM-signed last).
+ *
+ * The adapters (relay/, milter/) own the envelope and the events' wording;
+ * everything that decides what a message becomes is here, so that mail sent
+ * through either door leaves the same.
+ *
+ * A copy changes only what it must: a message with no X-SMTPAPI, no group,
+ * no subscription tracking and no signing key for its From domain leaves
+ * byte for byte as it came.  Missing keys never stop mail (the message goes
+ * unsigned, logged once per domain and process); a missing token key does,
+ * for messages that need an unsubscribe link: a bulk message without one is
+ * what Gmail and Yahoo refuse, so those recipients are deferred with the
+ * reason and the administrator sees it in the queue.
+ *
+ * Messages are in canonical form (CRLF), as the spool holds them.
+ */
+#ifndef SG_PIPELINE_H
+#define SG_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "buf.h"
+#include "conf.h"
+#include "policy.h"
+#include "smtpapi.h"
+#include "store.h"
+
+#define PIPELINE_SMTPAPI_FIELD "X-SMTPAPI"
+
+struct pipeline;
+
+/*
+ * pipeline_new - what a process needs to run the pipeline: the store (open,
+ * kept by the caller, for decisions and DKIM keys), the token keys
+ * (secrets.token_key_file), the signing settings, and the unsubscribe URLs
+ * (tracker.url, unsubscribe.mailto; when empty, https://DOMAIN and
+ * unsubscribe@DOMAIN).  A token key file that cannot be read is not an error
+ * here: it is reported by each copy that needs a token.  NULL with why filled
+ * when a setting is wrong.
+ */
+struct pipeline *pipeline_new(const struct conf *conf, struct store *st,
+                              const char *domain, struct buf *why);
+void pipeline_free(struct pipeline *p);
+
+/*
+ * pipeline_options - the message's options: its X-SMTPAPI field (if any)
+ * parsed (within smtpapi.max_size) and merged over the defaults into opts
+ * (smtpapi_init'ed by the caller; release with smtpapi_free).  0, or -1 with why filled
+ * with a reason fit for an SMTP reply (invalid JSON, two X-SMTPAPI fields, ...).
+ */
+int pipeline_options(const struct conf *conf, const char *msg, size_t len,
+                     struct smtpapi_opts *opts, struct buf *why);
+
+/* The decision for one recipient. */
+struct pipeline_decision {
+    enum policy_action action;
+    enum policy_reason reason; /* why dropped */
+    uint32_t group;            /* the group the message counts under, 0 none */
+    int allowed, bypassed;     /* as policy_decide says */
+};
+
+/*
+ * pipeline_decide - deliver or drop one recipient (any address form: it is
+ * normalised here).  0 with d filled, or -1 with why filled: the store could
+ * not be read, or the address is not one (then nothing can be decided, and
+ * the caller must not deliver as if it had been).
+ */
+int pipeline_decide(struct pipeline *p, const char *tenant,
+                    const struct smtpapi_opts *opts, const char *rcpt,
+                    struct pipeline_decision *d, struct buf *why);
+
+/* One recipient's copy: whose, of which message, under which group. */
+struct pipeline_copy {
+    const char *tenant;
+    const char *message; /* the message's id in events and tokens */
+    const char *rcpt;    /* the recipient, as in the envelope */
+    uint32_t group;      /* from pipeline_decide */
+    const struct smtpapi_opts *opts;
+};
+
+/*
+ * pipeline_personalise - the copy of msg for c->rcpt into out (emptied
+ * first): X-SMTPAPI removed; List-Unsubscribe (an https and a mailto URI
+ * carrying the recipient's token) and List-Unsubscribe-Post added when the
+ * message has a group or subscription tracking, unless it has its own and
+ * unsubscribe.keep_existing says to keep it; then DKIM signatures of its
+ * From domain's keys prepended.  0, or -1 with why filled (the copy cannot
+ * be made now: no token key, a store error); *signed_by (if not NULL) gets
+ * how many signatures were added.
+ */
+int pipeline_personalise(struct pipeline *p, const struct pipeline_copy *c,
+                         const char *msg, size_t len, struct buf *out, int *signed_by,
+                         struct buf *why);
+
+/*
+ * pipeline_event - what an event about this message carries besides the
+ * recipient: asm_group_id (when group is not 0), category and unique_args
+ * (SendGrid's event fields), added to ev.
+ */
+void pipeline_event(const struct smtpapi_opts *opts, uint32_t group, json_t *ev);
+
+#endif

@@ -1,0 +1,441 @@
+/*
+ * test_pipeline - options from X-SMTPAPI, decisions through a real store, and
+ * each recipient's copy: X-SMTPAPI gone, unsubscribe headers whose token names
+ * the recipient, an application's own List-Unsubscribe kept, a signature
+ * prepended last, and a message that needs nothing left byte for byte.
+ */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "conf.h"
+#include "dkim.h"
+#include "pipeline.h"
+#include "store.h"
+#include "token.h"
+
+static const char key_text[] =
+    "7:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+
+struct fx {
+    char dir[64];
+    struct conf *conf;
+    struct store *st;
+    struct pipeline *p;
+    uint32_t group;
+};
+
+/* write_file - a file of this text and mode */
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/* open_fx - a store, a configuration (extra appended) and a pipeline */
+static void open_fx(struct fx *fx, const char *extra, int with_key)
+{
+    char path[128], text[1024];
+    struct buf why;
+    uint32_t old;
+
+    buf_init(&why, 64);
+    strcpy(fx->dir, "/tmp/test_pipeline.XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(path, sizeof(path), "%s/token.key", fx->dir);
+    if (with_key)
+        write_file(path, key_text, 0600);
+    snprintf(text, sizeof(text),
+             "store = { path = \"%s/store\"; };\n"
+             "secrets = { token_key_file = \"%s/token.key\"; };\n"
+             "tracker = { url = \"https://t.example.net/sg/\"; };\n%s",
+             fx->dir, fx->dir, extra);
+    snprintf(path, sizeof(path), "%s/sendguard.conf", fx->dir);
+    write_file(path, text, 0644);
+    fx->conf = conf_load(path, &why);
+    if (fx->conf == NULL)
+        fail_msg("conf_load: %s", buf_str(&why));
+    snprintf(path, sizeof(path), "%s/store", fx->dir);
+    fx->st = store_open(path, STORE_WRITE | STORE_CREATE, &why);
+    if (fx->st == NULL)
+        fail_msg("store_open: %s", buf_str(&why));
+    assert_int_equal(
+        store_group_create(fx->st, "default", "News", "", 0, &fx->group, &old, &why), 0);
+    fx->p = pipeline_new(fx->conf, fx->st, "relay.test", &why);
+    if (fx->p == NULL)
+        fail_msg("pipeline_new: %s", buf_str(&why));
+    buf_release(&why);
+}
+
+static void close_fx(struct fx *fx)
+{
+    char cmd[128];
+
+    pipeline_free(fx->p);
+    store_close(fx->st);
+    conf_free(fx->conf);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static const char plain[] = "From: Shop <news@shop.example>\r\n"
+                            "To: a@example.org\r\n"
+                            "Subject: hello\r\n"
+                            "\r\n"
+                            "body\r\n";
+
+/* options: none, one, two, and a bad one */
+static void test_options(void **state)
+{
+    struct fx fx;
+    struct smtpapi_opts o;
+    struct buf why;
+    const char two[] = "X-SMTPAPI: {\"asm_group_id\": 3}\r\nX-SMTPAPI: {}\r\n\r\nb\r\n";
+    const char bad[] = "Subject: x\r\nX-SMTPAPI: {\"asm_group_id\": \r\n\r\nb\r\n";
+    const char good[] = "Subject: x\r\nX-SMTPAPI: {\"asm_group_id\": 3,\r\n"
+                        " \"category\": [\"a\", \"b\"]}\r\n\r\nb\r\n";
+
+    (void)state;
+    open_fx(&fx, "", 1);
+    buf_init(&why, 64);
+    smtpapi_init(&o);
+    assert_int_equal(pipeline_options(fx.conf, plain, strlen(plain), &o, &why), 0);
+    assert_int_equal(o.asm_group_id, 0);
+    assert_int_equal(pipeline_options(fx.conf, good, strlen(good), &o, &why), 0);
+    assert_int_equal(o.asm_group_id, 3);
+    assert_int_equal(o.n_categories, 2);
+    smtpapi_free(&o);
+    smtpapi_init(&o);
+    assert_int_equal(pipeline_options(fx.conf, two, strlen(two), &o, &why), -1);
+    assert_non_null(strstr(buf_str(&why), "2 X-SMTPAPI fields"));
+    buf_reset(&why);
+    assert_int_equal(pipeline_options(fx.conf, bad, strlen(bad), &o, &why), -1);
+    assert_true(why.len > 0);
+    assert_int_equal(o.asm_group_id, 0);
+    smtpapi_free(&o);
+    buf_release(&why);
+    close_fx(&fx);
+}
+
+/* decide: through the store, in the message's group */
+static void test_decide(void **state)
+{
+    struct fx fx;
+    struct smtpapi_opts o;
+    struct pipeline_decision d;
+    struct buf why;
+    enum store_add_result res;
+
+    (void)state;
+    open_fx(&fx, "", 1);
+    buf_init(&why, 64);
+    assert_int_equal(store_add(fx.st, "default", STORE_BOUNCES, 0, "gone@example.org",
+                               NULL, &res, &why),
+                     0);
+    assert_int_equal(store_add(fx.st, "default", STORE_GROUP, fx.group,
+                               "left@example.org", NULL, &res, &why),
+                     0);
+    smtpapi_init(&o);
+    o.asm_group_id = fx.group;
+    assert_int_equal(pipeline_decide(fx.p, "default", &o, "Gone@Example.ORG", &d, &why),
+                     0);
+    assert_int_equal(d.action, POLICY_DROP);
+    assert_int_equal(d.reason, POLICY_BOUNCE);
+    assert_int_equal(pipeline_decide(fx.p, "default", &o, "left@example.org", &d, &why),
+                     0);
+    assert_int_equal(d.action, POLICY_DROP);
+    assert_int_equal(d.reason, POLICY_GROUP_UNSUBSCRIBE);
+    assert_int_equal(d.group, fx.group);
+    assert_int_equal(pipeline_decide(fx.p, "default", &o, "ok@example.org", &d, &why), 0);
+    assert_int_equal(d.action, POLICY_DELIVER);
+    assert_int_equal(d.group, fx.group);
+    /* without the group, the group suppression does not apply */
+    assert_int_equal(pipeline_decide(fx.p, "default", NULL, "left@example.org", &d, &why),
+                     0);
+    assert_int_equal(d.action, POLICY_DELIVER);
+    assert_int_equal(d.group, 0);
+    /* another tenant's lists are not ours */
+    assert_int_equal(pipeline_decide(fx.p, "other", NULL, "gone@example.org", &d, &why),
+                     0);
+    assert_int_equal(d.action, POLICY_DELIVER);
+    /* not an address: an error, never a decision */
+    assert_int_equal(pipeline_decide(fx.p, "default", NULL, "no address", &d, &why), -1);
+    assert_true(why.len > 0);
+    buf_release(&why);
+    close_fx(&fx);
+}
+
+/* the token in "<https://t.example.net/sg/u/TOKEN>" decoded */
+static void token_of(const char *copy, struct token *t)
+{
+    const char *u = strstr(copy, "https://t.example.net/sg/u/"), *end;
+    struct token_keys *keys;
+    struct buf why;
+
+    assert_non_null(u);
+    u += strlen("https://t.example.net/sg/u/");
+    end = strchr(u, '>');
+    assert_non_null(end);
+    buf_init(&why, 64);
+    keys = token_keys_from_text(key_text, strlen(key_text), &why);
+    assert_non_null(keys);
+    if (token_decode(keys, u, (size_t)(end - u), t, &why) < 0)
+        fail_msg("token_decode: %s", buf_str(&why));
+    /* the mailto URI carries the same token */
+    assert_non_null(strstr(copy, "<mailto:unsubscribe+"));
+    token_keys_free(keys);
+    buf_release(&why);
+}
+
+/* personalise: nothing to do leaves the bytes; a group adds the headers */
+static void test_personalise(void **state)
+{
+    struct fx fx;
+    struct smtpapi_opts o;
+    struct pipeline_copy c = {"default", "Q1", "A@Example.org", 0, NULL};
+    struct buf out, why;
+    struct token t;
+    int nsig = -1;
+    const char api[] = "From: news@shop.example\r\n"
+                       "X-SMTPAPI: {\"category\": \"x\"}\r\n"
+                       "Subject: s\r\n\r\nbody\r\n";
+    const char api_out[] = "From: news@shop.example\r\nSubject: s\r\n\r\nbody\r\n";
+
+    (void)state;
+    open_fx(&fx, "", 1);
+    buf_init(&out, 256);
+    buf_init(&why, 64);
+    assert_int_equal(
+        pipeline_personalise(fx.p, &c, plain, strlen(plain), &out, &nsig, &why), 0);
+    assert_int_equal(out.len, strlen(plain));
+    assert_memory_equal(out.data, plain, out.len);
+    assert_int_equal(nsig, 0);
+    /* X-SMTPAPI removed, nothing else changed */
+    assert_int_equal(pipeline_personalise(fx.p, &c, api, strlen(api), &out, NULL, &why),
+                     0);
+    assert_string_equal(buf_str(&out), api_out);
+
+    /* a group: both fields, after the others, a token naming the recipient */
+    c.group = fx.group;
+    assert_int_equal(
+        pipeline_personalise(fx.p, &c, plain, strlen(plain), &out, NULL, &why), 0);
+    assert_non_null(
+        strstr(buf_str(&out), "Subject: hello\r\nList-Unsubscribe: <https://"));
+    assert_non_null(strstr(buf_str(&out), ">\r\nList-Unsubscribe-Post: "
+                                          "List-Unsubscribe=One-Click\r\n\r\nbody\r\n"));
+    assert_non_null(strstr(buf_str(&out), "@relay.test>\r\n"));
+    token_of(buf_str(&out), &t);
+    assert_int_equal(t.purpose, TOKEN_UNSUBSCRIBE);
+    assert_string_equal(t.recipient, "A@example.org"); /* local part kept */
+    assert_string_equal(t.tenant, "default");
+    assert_string_equal(t.message, "Q1");
+    assert_int_equal(t.group, fx.group);
+    token_release(&t);
+    assert_null(strstr(buf_str(&out), "A@example.org")); /* not in clear */
+
+    /* subscription tracking without a group does it too */
+    c.group = 0;
+    smtpapi_init(&o);
+    o.filters.subscriptiontrack.enable = 1;
+    c.opts = &o;
+    assert_int_equal(
+        pipeline_personalise(fx.p, &c, plain, strlen(plain), &out, NULL, &why), 0);
+    assert_non_null(strstr(buf_str(&out), "List-Unsubscribe-Post:"));
+    smtpapi_free(&o);
+    buf_release(&out);
+    buf_release(&why);
+    close_fx(&fx);
+}
+
+/* an application's own List-Unsubscribe: kept, or replaced when configured */
+static void test_existing(void **state)
+{
+    struct fx fx;
+    struct pipeline_copy c = {"default", "Q2", "b@example.org", 0, NULL};
+    struct buf out, why;
+    const char own[] = "From: a@shop.example\r\n"
+                       "List-Unsubscribe: <https://shop.example/unsub?u=1>\r\n"
+                       "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+                       "\r\nbody\r\n";
+
+    (void)state;
+    buf_init(&out, 256);
+    buf_init(&why, 64);
+    open_fx(&fx, "", 1);
+    c.group = fx.group;
+    assert_int_equal(pipeline_personalise(fx.p, &c, own, strlen(own), &out, NULL, &why),
+                     0);
+    assert_string_equal(buf_str(&out), own);
+    close_fx(&fx);
+
+    open_fx(
+        &fx,
+        "unsubscribe = { keep_existing = false; mailto = \"leave@lists.example\"; };\n",
+        1);
+    c.group = fx.group;
+    assert_int_equal(pipeline_personalise(fx.p, &c, own, strlen(own), &out, NULL, &why),
+                     0);
+    assert_null(strstr(buf_str(&out), "shop.example/unsub"));
+    assert_non_null(strstr(buf_str(&out), "<mailto:leave+"));
+    assert_non_null(strstr(buf_str(&out), "@lists.example>"));
+    /* exactly one of each */
+    assert_null(strstr(strstr(buf_str(&out), "List-Unsubscribe-Post:") + 1,
+                       "List-Unsubscribe-Post:"));
+    close_fx(&fx);
+    buf_release(&out);
+    buf_release(&why);
+}
+
+/* no token key: a copy that needs a token cannot be made, others can */
+static void test_no_key(void **state)
+{
+    struct fx fx;
+    struct pipeline_copy c = {"default", "Q3", "c@example.org", 0, NULL};
+    struct buf out, why;
+
+    (void)state;
+    buf_init(&out, 256);
+    buf_init(&why, 64);
+    open_fx(&fx, "", 0);
+    assert_int_equal(
+        pipeline_personalise(fx.p, &c, plain, strlen(plain), &out, NULL, &why), 0);
+    c.group = fx.group;
+    assert_int_equal(
+        pipeline_personalise(fx.p, &c, plain, strlen(plain), &out, NULL, &why), -1);
+    assert_non_null(strstr(buf_str(&why), "no unsubscribe token key"));
+    assert_non_null(strstr(buf_str(&why), "token.key"));
+    close_fx(&fx);
+    buf_release(&out);
+    buf_release(&why);
+}
+
+/* a key for the From domain: a signature first, covering our fields */
+static void test_sign(void **state)
+{
+    struct fx fx;
+    struct pipeline_copy c = {"default", "Q4", "d@example.org", 0, NULL};
+    struct buf out, why;
+    struct dkim_key *k;
+    char path[128];
+    int replaced, nsig = 0;
+    struct store_dkim sd = {"shop.example", "s1", "ed25519-sha256", 0, path, 0};
+
+    (void)state;
+    buf_init(&out, 256);
+    buf_init(&why, 64);
+    open_fx(&fx, "", 1);
+    c.group = fx.group;
+    k = dkim_key_generate(DKIM_ED25519_SHA256, 0, "shop.example", "s1", &why);
+    assert_non_null(k);
+    snprintf(path, sizeof(path), "%s/s1.pem", fx.dir);
+    assert_int_equal(dkim_key_write(k, path, &why), 0);
+    dkim_key_free(k);
+    assert_int_equal(store_dkim_put(fx.st, &sd, &replaced, &why), 0);
+    assert_int_equal(
+        pipeline_personalise(fx.p, &c, plain, strlen(plain), &out, &nsig, &why), 0);
+    assert_int_equal(nsig, 1);
+    assert_int_equal(strncmp(buf_str(&out), "DKIM-Signature: v=1;", 20), 0);
+    assert_non_null(strstr(buf_str(&out), "d=shop.example"));
+    /* h= names both fields (before the body: the signature itself is folded) */
+    {
+        /* h= names both fields; unfold the signature to look */
+        char sig[1024];
+        size_t n = 0;
+        for (const char *q = buf_str(&out); *q && strncmp(q, "\r\nFrom:", 7) != 0; q++)
+            if (*q != '\r' && *q != '\n' && *q != '\t' && n < sizeof(sig) - 1)
+                sig[n++] = *q;
+        sig[n] = 0;
+        assert_non_null(strcasestr(sig, ":List-Unsubscribe:List-Unsubscribe-Post;"));
+    }
+    /* mail from a domain without keys leaves unsigned */
+    {
+        const char other[] = "From: x@elsewhere.example\r\n\r\nb\r\n";
+        assert_int_equal(
+            pipeline_personalise(fx.p, &c, other, strlen(other), &out, &nsig, &why), 0);
+        assert_int_equal(nsig, 0);
+        assert_int_equal(strncmp(buf_str(&out), "From:", 5), 0);
+    }
+    close_fx(&fx);
+    buf_release(&out);
+    buf_release(&why);
+}
+
+/* pipeline_event: SendGrid's fields */
+static void test_event(void **state)
+{
+    struct smtpapi_opts o;
+    struct buf why;
+    json_t *ev = json_pack("{s:s,s:s}", "event", "processed", "email", "a@b.c");
+    const char api[] = "{\"category\": [\"c1\"], \"unique_args\": {\"order\": \"42\", "
+                       "\"email\": \"not-ours\"}}";
+
+    (void)state;
+    buf_init(&why, 64);
+    smtpapi_init(&o);
+    assert_int_equal(smtpapi_parse(api, strlen(api), 0, &o, NULL, &why), 0);
+    pipeline_event(&o, 9, ev);
+    assert_int_equal(json_integer_value(json_object_get(ev, "asm_group_id")), 9);
+    assert_string_equal(
+        json_string_value(json_array_get(json_object_get(ev, "category"), 0)), "c1");
+    assert_string_equal(json_string_value(json_object_get(ev, "order")), "42");
+    assert_string_equal(json_string_value(json_object_get(ev, "email")), "a@b.c");
+    json_decref(ev);
+    smtpapi_free(&o);
+    buf_release(&why);
+}
+
+/* bad settings are refused with the setting's name */
+static void test_bad_settings(void **state)
+{
+    static const char *const bad[] = {
+        "tracker = { url = \"http://t.example.net\"; };\n",
+        "tracker = { url = \"https://t.example.net/?a=1\"; };\n",
+        "unsubscribe = { mailto = \"no-at-sign\"; };\n",
+        "unsubscribe = { mailto = \"a+b@example.net\"; };\n",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char dir[] = "/tmp/test_pipeline.XXXXXX", path[128], cmd[128];
+        struct conf *conf;
+        struct buf why;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/c.conf", dir);
+        write_file(path, bad[i], 0644);
+        buf_init(&why, 64);
+        conf = conf_load(path, &why);
+        if (conf == NULL)
+            fail_msg("conf_load: %s", buf_str(&why));
+        assert_null(pipeline_new(conf, NULL, "relay.test", &why));
+        assert_true(strstr(buf_str(&why), "tracker.url") != NULL ||
+                    strstr(buf_str(&why), "unsubscribe.mailto") != NULL);
+        conf_free(conf);
+        buf_release(&why);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_options),     cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_personalise), cmocka_unit_test(test_existing),
+        cmocka_unit_test(test_no_key),      cmocka_unit_test(test_sign),
+        cmocka_unit_test(test_event),       cmocka_unit_test(test_bad_settings),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
