@@ -43,6 +43,7 @@
 #include "event.h"
 #include "header.h"
 #include "mymalloc.h"
+#include "pipeline.h"
 #include "relay.h"
 
 enum outcome { OUT_NONE, OUT_DELIVERED, OUT_DEFERRED, OUT_FAILED };
@@ -50,7 +51,11 @@ enum outcome { OUT_NONE, OUT_DELIVERED, OUT_DEFERRED, OUT_FAILED };
 /* One SMTP transaction: a message and some of an entry's recipients. */
 struct job {
     struct spool_entry *e;
-    const char *data; /* the bytes to send */
+    const struct smtpapi_opts *opts; /* the message's options, for events */
+    uint32_t group;                  /* the recipient's group (pipeline copies) */
+    int skip;                        /* not sent: out[] and reply[] are set */
+    struct buf copy;                 /* a personalised copy, when there is one */
+    const char *data;                /* the bytes to send */
     size_t len;
     size_t *idx; /* recipients (indices into the entry's envelope) */
     size_t n;
@@ -255,7 +260,8 @@ static void smarthost_name(const char *hostport, struct buf *out)
 
 /* record - one event for recipient i of entry e */
 static void record(struct relay *r, struct spool_entry *e, size_t i, const char *type,
-                   const char *reply, int attempt)
+                   const char *reply, int attempt, const struct smtpapi_opts *opts,
+                   uint32_t group)
 {
     struct buf why;
     json_t *ev;
@@ -266,7 +272,10 @@ static void record(struct relay *r, struct spool_entry *e, size_t i, const char 
                    "tenant", e->env.tenant, "sg_message_id", e->id);
 
     buf_init(&why, 64);
-    if (reply && strcmp(type, "delivered") == 0)
+    pipeline_event(opts, group, ev);
+    if (reply && strcmp(type, "dropped") == 0)
+        json_object_set_new(ev, "reason", json_string(reply));
+    else if (reply && strcmp(type, "delivered") == 0)
         json_object_set_new(ev, "response", json_string(reply));
     else if (reply && strcmp(type, "deferred") == 0) {
         json_object_set_new(ev, "response", json_string(reply));
@@ -360,6 +369,8 @@ static void run_session(struct relay *r, struct job *jobs, size_t njobs,
     for (size_t k = 0; k < njobs; k++) {
         struct job *j = &jobs[k];
         const struct spool_env *env = &j->e->env;
+        if (j->skip)
+            continue;
         j->m = smtp_add_message(s);
         smtp_set_reverse_path(j->m, env->sender);
         smtp_set_messagecb(j->m, message_cb, j);
@@ -403,6 +414,8 @@ done:
     for (size_t k = 0; k < njobs; k++) {
         struct job *j = &jobs[k];
         const smtp_status_t *mail = j->m ? smtp_reverse_path_status(j->m) : NULL;
+        if (j->skip)
+            continue;
         const smtp_status_t *data = j->m ? smtp_message_transfer_status(j->m) : NULL;
         for (size_t i = 0; i < j->n; i++) {
             const smtp_status_t *decider = NULL, *rst;
@@ -431,7 +444,8 @@ done:
 }
 
 /* first_attempt - the events of an entry seen for the first time */
-static void first_attempt(struct relay *r, struct spool_entry *e)
+static void first_attempt(struct relay *r, struct spool_entry *e,
+                          const struct smtpapi_opts *opts)
 {
     struct buf why;
 
@@ -439,11 +453,45 @@ static void first_attempt(struct relay *r, struct spool_entry *e)
         return;
     for (size_t i = 0; i < e->env.nrcpts; i++)
         if (e->env.rcpts[i].state == SPOOL_PENDING)
-            record(r, e, i, "processed", NULL, 0);
+            record(r, e, i, "processed", NULL, 0, opts,
+                   opts->asm_group_id > 0 ? (uint32_t)opts->asm_group_id : 0);
     buf_init(&why, 64);
     if (spool_entry_policy_done(e, &why) < 0)
         msg_warn("%s", buf_str(&why));
     buf_release(&why);
+}
+
+/*
+ * decide - each pending recipient's decision, made before every attempt (a
+ * recipient who unsubscribed while the message waited is not sent it);
+ * drops are marked and recorded.  groups[] gets each recipient's group.  0,
+ * or -1 with why filled when nothing could be decided (nothing marked).
+ */
+static int decide(struct relay *r, struct pipeline *pl, struct spool_entry *e,
+                  const struct smtpapi_opts *opts, uint32_t *groups, struct buf *why)
+{
+    struct pipeline_decision *d = mycalloc(e->env.nrcpts, sizeof(*d));
+    struct buf err;
+    int rc = 0;
+
+    buf_init(&err, 64);
+    for (size_t i = 0; i < e->env.nrcpts && rc == 0; i++)
+        if (e->env.rcpts[i].state == SPOOL_PENDING)
+            rc = pipeline_decide(pl, e->env.tenant, opts, e->env.rcpts[i].addr, &d[i],
+                                 why);
+    for (size_t i = 0; i < e->env.nrcpts && rc == 0; i++) {
+        groups[i] = d[i].group;
+        if (e->env.rcpts[i].state != SPOOL_PENDING || d[i].action != POLICY_DROP)
+            continue;
+        msg_info("%s: to=<%s>, status=dropped (%s)", e->id, e->env.rcpts[i].addr,
+                 policy_reason_name(d[i].reason));
+        if (spool_entry_mark(e, i, SPOOL_DROPPED, &err) < 0)
+            msg_warn("%s", buf_str(&err));
+        record(r, e, i, "dropped", policy_reason_name(d[i].reason), 0, opts, d[i].group);
+    }
+    myfree(d);
+    buf_release(&err);
+    return rc;
 }
 
 /* finish - record the outcomes of one entry's jobs and decide its future */
@@ -474,14 +522,14 @@ static void finish(struct relay *r, struct spool_entry *e, struct job *jobs, siz
                          buf_str(&host), j->reply[i]);
                 if (spool_entry_mark(e, ri, SPOOL_DELIVERED, &why) < 0)
                     msg_warn("%s", buf_str(&why));
-                record(r, e, ri, "delivered", j->reply[i], attempts);
+                record(r, e, ri, "delivered", j->reply[i], attempts, j->opts, j->group);
                 break;
             case OUT_FAILED:
                 msg_info("%s: to=<%s>, relay=%s, status=bounced (%s)", e->id, addr,
                          buf_str(&host), j->reply[i]);
                 fidx[nfail] = ri;
                 fdiag[nfail++] = j->reply[i];
-                record(r, e, ri, "bounce", j->reply[i], attempts);
+                record(r, e, ri, "bounce", j->reply[i], attempts, j->opts, j->group);
                 break;
             default:
                 if (expired) {
@@ -489,12 +537,13 @@ static void finish(struct relay *r, struct spool_entry *e, struct job *jobs, siz
                              j->reply[i]);
                     fidx[nfail] = ri;
                     fdiag[nfail++] = j->reply[i];
-                    record(r, e, ri, "bounce", j->reply[i], attempts);
+                    record(r, e, ri, "bounce", j->reply[i], attempts, j->opts, j->group);
                 } else {
                     msg_info("%s: to=<%s>, relay=%s, status=deferred (%s)", e->id, addr,
                              buf_str(&host), j->reply[i]);
                     spool_defer_note(e, ri, j->reply[i]);
-                    record(r, e, ri, "deferred", j->reply[i], attempts);
+                    record(r, e, ri, "deferred", j->reply[i], attempts, j->opts,
+                           j->group);
                 }
                 break;
             }
@@ -524,66 +573,192 @@ static void finish(struct relay *r, struct spool_entry *e, struct job *jobs, siz
     buf_release(&host);
 }
 
+/* job_new - the next job, for n of entry e's recipients */
+static struct job *job_new(struct job **jobs, size_t *cap, size_t *njobs,
+                           struct spool_entry *e, const struct smtpapi_opts *opts)
+{
+    struct job *j;
+
+    *jobs = mygrow(*jobs, cap, *njobs, sizeof(**jobs));
+    j = &(*jobs)[(*njobs)++];
+    memset(j, 0, sizeof(*j));
+    j->e = e;
+    j->opts = opts;
+    j->data = e->msg;
+    j->len = e->msg_len;
+    j->idx = mycalloc(e->env.nrcpts, sizeof(size_t));
+    j->rr = mycalloc(e->env.nrcpts, sizeof(smtp_recipient_t));
+    j->out = mycalloc(e->env.nrcpts, sizeof(enum outcome));
+    j->reply = mycalloc(e->env.nrcpts, sizeof(char *));
+    return j;
+}
+
+/* job_take_pending - every pending recipient of the job's entry */
+static void job_take_pending(struct job *j)
+{
+    for (size_t k = 0; k < j->e->env.nrcpts; k++)
+        if (j->e->env.rcpts[k].state == SPOOL_PENDING)
+            j->idx[j->n++] = k;
+}
+
+/* job_settle - a job not sent: every recipient's outcome is already known */
+static void job_settle(struct job *j, enum outcome o, const char *reply)
+{
+    j->skip = 1;
+    for (size_t i = 0; i < j->n; i++) {
+        j->out[i] = o;
+        j->reply[i] = mystrdup(reply);
+    }
+}
+
+/*
+ * plan - the jobs of one entry: all its pending recipients in one
+ * transaction, or with the pipeline one personalised copy each.
+ */
+static void plan(struct relay *r, struct pipeline *pl, struct spool_entry *e,
+                 struct smtpapi_opts *opts, struct job **jobs, size_t *cap, size_t *njobs)
+{
+    struct buf why, reply;
+    uint32_t *groups = mycalloc(e->env.nrcpts, sizeof(uint32_t));
+    struct job *j;
+
+    buf_init(&why, 128);
+    buf_init(&reply, 128);
+    if (pl && pipeline_options(r->conf, e->msg, e->msg_len, opts, &why) < 0) {
+        /* not the sender's intent, and it will not parse tomorrow either */
+        first_attempt(r, e, opts);
+        j = job_new(jobs, cap, njobs, e, opts);
+        job_take_pending(j);
+        buf_setf(&reply, "550 5.6.0 X-SMTPAPI: %s", buf_str(&why));
+        job_settle(j, OUT_FAILED, buf_str(&reply));
+        goto out;
+    }
+    first_attempt(r, e, opts);
+    if (pl && decide(r, pl, e, opts, groups, &why) < 0) {
+        msg_warn("%s: %s; mail stays queued", e->id, buf_str(&why));
+        j = job_new(jobs, cap, njobs, e, opts);
+        job_take_pending(j);
+        buf_setf(&reply, "cannot apply the sending policy: %s", buf_str(&why));
+        job_settle(j, OUT_DEFERRED, buf_str(&reply));
+        goto out;
+    }
+    if (!pl) {
+        j = job_new(jobs, cap, njobs, e, opts);
+        job_take_pending(j);
+        goto out;
+    }
+    for (size_t k = 0; k < e->env.nrcpts; k++) {
+        struct pipeline_copy c;
+        if (e->env.rcpts[k].state != SPOOL_PENDING)
+            continue;
+        j = job_new(jobs, cap, njobs, e, opts);
+        j->idx[j->n++] = k;
+        j->group = groups[k];
+        c.tenant = e->env.tenant;
+        c.message = e->id;
+        c.rcpt = e->env.rcpts[k].addr;
+        c.group = groups[k];
+        c.opts = opts;
+        buf_init(&j->copy, e->msg_len + 1024);
+        if (pipeline_personalise(pl, &c, e->msg, e->msg_len, &j->copy, NULL, &why) < 0) {
+            msg_warn("%s: to=<%s>: %s", e->id, c.rcpt, buf_str(&why));
+            job_settle(j, OUT_DEFERRED, buf_str(&why));
+            continue;
+        }
+        j->data = j->copy.data;
+        j->len = j->copy.len;
+    }
+out:
+    myfree(groups);
+    buf_release(&why);
+    buf_release(&reply);
+}
+
+/* job_free - what a job holds */
+static void job_free(struct job *j)
+{
+    for (size_t i = 0; i < j->n; i++)
+        myfree(j->reply[i]);
+    myfree(j->idx);
+    myfree(j->rr);
+    myfree(j->out);
+    myfree(j->reply);
+    if (j->copy.data)
+        buf_release(&j->copy);
+}
+
 /* relay_deliver - see relay.h */
 void relay_deliver(struct relay *r, struct spool_entry **entries, size_t n)
 {
     size_t per = (size_t)conf_int(r->conf, "relay.messages_per_connection");
-    struct job *jobs = mycalloc(n ? n : 1, sizeof(*jobs));
-    size_t njobs = 0;
+    struct job *jobs = NULL;
+    size_t njobs = 0, cap = 0, k;
+    struct smtpapi_opts *opts = mycalloc(n ? n : 1, sizeof(*opts));
     char *password = NULL;
     struct buf why;
     const char *pwfile = conf_string(r->conf, "relay.password_file");
+    struct store *st = NULL;
+    struct pipeline *pl = NULL;
 
     buf_init(&why, 128);
     if (*conf_string(r->conf, "relay.auth_user")) {
         if (*pwfile == 0 || (password = read_password(pwfile, &why)) == NULL) {
             msg_error("cannot authenticate to the smarthost: %s; mail stays queued",
                       *pwfile ? buf_str(&why) : "relay.password_file is not set");
-            for (size_t i = 0; i < n; i++)
-                spool_entry_close(entries[i]);
-            myfree(jobs);
-            buf_release(&why);
-            return;
+            goto keep;
         }
     }
-    /* one job per entry: its pending recipients, its message as queued */
+    if (conf_bool(r->conf, "relay.policy")) {
+        if ((st = store_open(conf_string(r->conf, "store.path"), STORE_READ, &why)) ==
+                NULL ||
+            (pl = pipeline_new(r->conf, st, r->domain, &why)) == NULL) {
+            msg_error("cannot apply the sending policy: %s; mail stays queued",
+                      buf_str(&why));
+            goto keep;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
-        struct spool_entry *e = entries[i];
-        struct job *j;
-        first_attempt(r, e);
-        if (spool_entry_pending(e) == 0) {
-            if (spool_entry_remove(e, &why) < 0)
+        smtpapi_init(&opts[i]);
+        if (spool_entry_pending(entries[i]) > 0)
+            plan(r, pl, entries[i], &opts[i], &jobs, &cap, &njobs);
+        if (spool_entry_pending(entries[i]) == 0) { /* all dropped, or nothing left */
+            if (spool_entry_remove(entries[i], &why) < 0)
                 msg_warn("%s", buf_str(&why));
-            continue;
+            entries[i] = NULL;
         }
-        j = &jobs[njobs++];
-        j->e = e;
-        j->data = e->msg;
-        j->len = e->msg_len;
-        j->idx = mycalloc(e->env.nrcpts, sizeof(size_t));
-        j->rr = mycalloc(e->env.nrcpts, sizeof(smtp_recipient_t));
-        j->out = mycalloc(e->env.nrcpts, sizeof(enum outcome));
-        j->reply = mycalloc(e->env.nrcpts, sizeof(char *));
-        for (size_t k = 0; k < e->env.nrcpts; k++)
-            if (e->env.rcpts[k].state == SPOOL_PENDING)
-                j->idx[j->n++] = k;
     }
-    for (size_t start = 0; start < njobs; start += per)
-        run_session(r, jobs + start, njobs - start < per ? njobs - start : per, password);
-    for (size_t k = 0; k < njobs; k++) {
-        struct job *j = &jobs[k];
-        finish(r, j->e, j, 1);
-        for (size_t i = 0; i < j->n; i++)
-            myfree(j->reply[i]);
-        myfree(j->idx);
-        myfree(j->rr);
-        myfree(j->out);
-        myfree(j->reply);
+    /* a connection carries up to "per" messages; settled jobs take no room */
+    for (size_t start = 0; start < njobs;) {
+        size_t end = start, sent = 0;
+        while (end < njobs && sent < per)
+            sent += !jobs[end++].skip;
+        if (sent > 0)
+            run_session(r, jobs + start, end - start, password);
+        start = end;
     }
+    /* each entry's jobs are adjacent: finish them together */
+    for (size_t start = 0; start < njobs; start = k) {
+        for (k = start; k < njobs && jobs[k].e == jobs[start].e;)
+            k++;
+        finish(r, jobs[start].e, jobs + start, k - start);
+    }
+    for (k = 0; k < njobs; k++)
+        job_free(&jobs[k]);
+    for (size_t i = 0; i < n; i++)
+        smtpapi_free(&opts[i]);
+    goto out;
+keep:
+    for (size_t i = 0; i < n; i++)
+        spool_entry_close(entries[i]);
+out:
     if (password) {
         explicit_bzero(password, strlen(password));
         myfree(password);
     }
+    pipeline_free(pl);
+    if (st)
+        store_close(st);
+    myfree(opts);
     myfree(jobs);
     buf_release(&why);
 }

@@ -19,6 +19,7 @@
 #include "addrlist.h"
 #include "header.h"
 #include "mymalloc.h"
+#include "pipeline.h"
 #include "relay.h"
 
 /* relay_read_input - see relay.h */
@@ -245,8 +246,30 @@ int relay_accept(struct relay *r, const struct relay_opts *o, const char *raw, s
     }
 
     /* the message, canonical; the header walked once */
+    /* a leading mbox "From " line is no header field: dropped, as Postfix does */
+    if (o->origin == NULL || strcmp(o->origin, "sendmail") == 0)
+        while (len >= 5 &&
+               (memcmp(raw, "From ", 5) == 0 || (len >= 6 && memcmp(raw, ">From ", 6) == 0))) {
+            const char *nl = memchr(raw, '\n', len);
+            size_t skip = nl ? (size_t)(nl - raw) + 1 : len;
+            raw += skip;
+            len -= skip;
+        }
     header_canonical(raw, len, &canon);
     hlen = header_split(canon.data, canon.len, &body);
+    if (conf_bool(r->conf, "relay.policy")) {
+        /* refused now, while the application can still be told */
+        struct smtpapi_opts api;
+        smtpapi_init(&api);
+        if (pipeline_options(r->conf, canon.data, canon.len, &api, why) < 0) {
+            buf_setf(&v, "X-SMTPAPI: %s", buf_str(why));
+            buf_set(why, buf_str(&v));
+            rv = EX_DATAERR;
+        }
+        smtpapi_free(&api);
+        if (rv)
+            goto out;
+    }
     for (size_t i = 0; i < nrcpt; i++)
         if (add_rcpt(&rc, rcpt[i], o->rcpt_notify ? o->rcpt_notify[i] : o->notify,
                      o->rcpt_orcpt ? o->rcpt_orcpt[i] : NULL) < 0) {
@@ -256,9 +279,9 @@ int relay_accept(struct relay *r, const struct relay_opts *o, const char *raw, s
     while (header_next(canon.data, hlen, &pos, &f)) {
         int is_rcpt = header_is(&f, "To") || header_is(&f, "Cc") || header_is(&f, "Bcc");
         if (o->from_header_rcpts && is_rcpt) {
-            if (addrlist_parse(f.value, f.value_len, header_rcpt, &rc, why) < 0) {
+            if (addrlist_parse(f.value, f.value_len, header_rcpt, &rc, &v) < 0) {
                 buf_error(why, "cannot parse the %.*s field: %s", (int)f.name_len, f.name,
-                          buf_str(why));
+                          buf_str(&v));
                 rv = EX_DATAERR;
                 goto out;
             }

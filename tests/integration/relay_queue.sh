@@ -94,6 +94,20 @@ D=$(grep -l 'Subject: dots' "$SINK"/*.eml)
 check_not "the dot ended the input" grep -q after "$D"
 check "text before the dot kept" grep -q before "$D"
 
+# a leading mbox "From " line (git format-patch output) is dropped, as
+# Postfix does, so the header after it is the header
+printf 'From 0123456789abcdef Mon Sep 17 00:00:00 2001\nFrom: Dev <dev@example.com>\nTo: list@example.org\nSubject: [PATCH] mbox\n\npatch\n' >"$WORK/in"
+sgr -t -i -odi <"$WORK/in"
+expect_rc 0 "sgrelay -t with a leading From_ line"
+P=$(grep -l 'Subject: \[PATCH\] mbox' "$SINK"/*.eml)
+check "the From_ line is gone and the header kept" sh -c "head -1 '$P' | grep -q '^From: Dev'"
+
+# an address list that does not parse is named, with the parser's reason
+printf 'To: Broken <nobody@\nSubject: x\n\nx\n' >"$WORK/in"
+sgr -t -i -odq <"$WORK/in"
+expect_rc 65 "-t with a broken To field"
+check "one reason, stated once ($(cat "$WORK/err"))" grep -q "cannot parse the To field: unbalanced '<'" "$WORK/err"
+
 # -bs: an SMTP dialogue on stdin/stdout, with DSN parameters
 printf 'EHLO client\r\nMAIL FROM:<bs@example.com> RET=HDRS ENVID=abc123\r\nRCPT TO:<bs1@example.org> NOTIFY=FAILURE ORCPT=rfc822;bs1@example.org\r\nDATA\r\nSubject: bs\r\n\r\n..leading dot\r\n.\r\nQUIT\r\n' >"$WORK/in"
 sgr -bs -odi <"$WORK/in"
