@@ -24,9 +24,11 @@
  * pending (it will be tried again) or finished.
  *
  * The crash window: a recipient the next hop accepted is marked (or the
- * entry removed) after the 250 reply to the message's data.  A crash between
- * that reply and the mark reaching the disk delivers that recipient again on
- * the next run: at least once always, exactly once outside that window.
+ * entry removed) right after the 250 reply to the message's data, before
+ * the next message of the connection is sent.  A crash between that reply
+ * and the mark reaching the disk delivers that recipient again on the next
+ * run: at least once always, exactly once outside that window, so a crash
+ * duplicates at most the messages in flight (one per connection).
  *
  * One runner per entry: spool_entry_open takes an exclusive flock(2) on the
  * entry, without waiting; a second runner is told the entry is busy.  The

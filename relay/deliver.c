@@ -72,7 +72,39 @@ struct session_ctx {
     const char *tls_name;
     struct buf tls_error;
     char *password;
+    struct job *jobs; /* the session's messages, to mark them as they go */
+    size_t njobs;
 };
+
+static enum outcome judge(const smtp_status_t *mail, const smtp_status_t *rcpt,
+                          const smtp_status_t *data, const smtp_status_t **decider);
+
+/*
+ * message_sent - mark a message's accepted recipients delivered as soon as
+ * its data is accepted, not when the connection ends: a crash later in the
+ * session then sends again only the message in flight (the crash window).
+ */
+static void message_sent(struct session_ctx *sc, smtp_message_t m)
+{
+    struct buf why;
+
+    buf_init(&why, 64);
+    for (size_t k = 0; k < sc->njobs; k++) {
+        struct job *j = &sc->jobs[k];
+        const smtp_status_t *mail, *data, *rst, *decider;
+        if (j->m != m)
+            continue;
+        mail = smtp_reverse_path_status(m);
+        data = smtp_message_transfer_status(m);
+        for (size_t i = 0; i < j->n && mail && data; i++)
+            if ((rst = smtp_recipient_status(j->rr[i])) != NULL &&
+                judge(mail, rst, data, &decider) == OUT_DELIVERED &&
+                spool_entry_mark(j->e, j->idx[i], SPOOL_DELIVERED, &why) < 0)
+                msg_warn("%s", buf_str(&why));
+        break;
+    }
+    buf_release(&why);
+}
 
 /* event_cb - libESMTP's questions about TLS, answered from relay.starttls */
 static void event_cb(smtp_session_t session, int event_no, void *arg, ...)
@@ -120,6 +152,9 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...)
         (void)va_arg(ap, int);
         ok = va_arg(ap, int *);
         *ok = !sc->tls_required;
+        break;
+    case SMTP_EV_MESSAGESENT:
+        message_sent(sc, va_arg(ap, smtp_message_t));
         break;
     case SMTP_EV_EXTNA_STARTTLS:
         buf_set(&sc->tls_error, "the smarthost does not offer STARTTLS");
@@ -335,6 +370,8 @@ static void run_session(struct relay *r, struct job *jobs, size_t njobs,
     memset(&sc, 0, sizeof(sc));
     sc.r = r;
     sc.password = (char *)password;
+    sc.jobs = jobs;
+    sc.njobs = njobs;
     buf_init(&sc.tls_error, 64);
     buf_init(&why, 128);
     buf_init(&host, 64);

@@ -132,3 +132,52 @@ check_not() {
     CHECKS=$((CHECKS + 1))
     ! "$@" || fail "$what"
 }
+
+# --- processes killed on purpose (relay_crash.sh) ---
+
+# spawn_group OUT ERR CMD... - start CMD in the background as the leader of
+# a process group of its own, which its children (forked workers) join, so
+# that kill_group reaches them all; its pid (and group id) in $SPAWN_PID
+spawn_group() {
+    sg_out=$1
+    sg_err=$2
+    shift 2
+    $PY -c 'import os, sys; os.setpgid(0, 0); os.execvp(sys.argv[1], sys.argv[1:])' \
+        "$@" >"$sg_out" 2>"$sg_err" &
+    # shellcheck disable=SC2034 # for the caller
+    SPAWN_PID=$!
+}
+
+# kill_group PID - SIGKILL every process of the group PID leads; reap PID.
+# (dash's kill takes "-s KILL -- -PGID", not "-KILL -- -PGID")
+kill_group() {
+    kill -s KILL -- "-$1" || fail "cannot kill process group $1"
+    wait "$1" 2>/dev/null || true
+}
+
+# group_procs PGID - "PID STAT ARGS" of the live (non-zombie) processes of a
+# process group; nothing when none is left
+group_procs() {
+    ps -e -o pid=,pgid=,stat=,args= | awk -v g="$1" '$2 == g && $3 !~ /^Z/ { $2 = ""; print }'
+}
+
+# wait_until SECONDS WHAT COMMAND... - poll every 0.1 s until COMMAND
+# succeeds; fail naming WHAT after SECONDS
+wait_until() {
+    wu_s=$1
+    wu_n=$(($1 * 10))
+    wu_what=$2
+    shift 2
+    until "$@"; do
+        wu_n=$((wu_n - 1))
+        [ "$wu_n" -gt 0 ] || fail "timed out after $wu_s s waiting for $wu_what"
+        sleep 0.1
+    done
+}
+
+# lock_free FILE - true when no process holds a flock(2) on FILE (it is
+# taken without waiting and let go at once)
+lock_free() {
+    $PY -c 'import fcntl, sys; fcntl.flock(open(sys.argv[1], "rb"), fcntl.LOCK_EX | fcntl.LOCK_NB)' \
+        "$1" 2>/dev/null
+}

@@ -21,7 +21,7 @@ store = { path = "$WORK/store"; };
 spool = { path = "$WORK/spool"; };
 relay = { smarthost = "127.0.0.1:$PORT"; domain = "relay.test"; starttls = "$1";
           tls_ca_file = "$WORK/certs/ca.pem"; tls_name = "localhost";
-          auth_user = "app"; password_file = "$2"; connections = 1; };
+          auth_user = "app"; password_file = "$2"; connections = 1; timeout = "5s"; };
 EOF
 }
 
@@ -35,8 +35,9 @@ send() {
 }
 
 # run_until SUBJECT - queue runs until it arrives, at most three: the test
-# peer (aiosmtpd) now and then drops a STARTTLS handshake under load; the
-# mail then stays queued, as it must, and the next run delivers it
+# peer (aiosmtpd) now and then drops or stalls a STARTTLS handshake under
+# load; the mail then stays queued, as it must (a stall for relay.timeout),
+# and the next run delivers it
 run_until() {
     for _ in 1 2; do
         grep -lq "Subject: $1" "$SINK"/*.eml 2>/dev/null && return 0

@@ -7,7 +7,7 @@ Run it with Debian's Python, which has python3-aiosmtpd:
       [--host 127.0.0.1] [--tls-cert CERT --tls-key KEY] [--require-tls]
       [--auth USER:PASS] [--reply 'PATTERN=CODE TEXT']...
       [--data-reply 'CODE TEXT'] [--size-limit BYTES] [--hostname NAME]
-      [--ready FILE]
+      [--delay 'POINT[:PATTERN]=SECONDS[xCOUNT]']... [--ready FILE]
 
 Every accepted message becomes DIR/NNNNNN.eml (the bytes as received, after
 dot-unstuffing, CRLF kept, nothing added) and DIR/NNNNNN.json (the envelope
@@ -16,6 +16,17 @@ line received is appended to DIR/commands.log as "CONN VERB ARGS" (AUTH
 credentials replaced by ***).  --ready FILE is written (holding the pid)
 once the server listens; SIGTERM or SIGINT stops it cleanly (exit 0) and
 removes FILE.
+
+--delay makes the server slow at a chosen point, so that a test can kill its
+client at a known instant: POINT is RCPT (the reply to a RCPT whose address
+contains PATTERN is held) or DATA (the reply to the end of the data of a
+message with an accepted recipient containing PATTERN is held; the message is
+stored first, so the server has it although the client never hears so).
+PATTERN matches as --reply's does (any case; empty or left out: every one);
+the first --delay that matches applies; xCOUNT makes it apply COUNT times at
+most (default: always).  Before each delay one line is appended, and flushed,
+to DIR/delays.log: "POINT CONN MESSAGE ADDRESS SECONDS" (MESSAGE is the
+NNNNNN stored, or - for RCPT or a refused message), so a test can wait for it.
 
 NNNNNN.json: message (NNNNNN), connection (1, 2, ... in accept order),
 message_in_connection, helo, esmtp, tls, tls_version, auth_login (or null),
@@ -65,6 +76,26 @@ class State:
         self.last_message = highest_number(cfg.dir)
         self.active = set()
         self.log_path = os.path.join(cfg.dir, "commands.log")
+        self.delays = [dict(d) for d in cfg.delays]  # with a count left each
+
+    async def delay(self, point, addresses, conn, message=None):
+        """Hold the reply at POINT when a --delay applies to one of the
+        addresses; log it to DIR/delays.log first."""
+        for d in self.delays:
+            if d["point"] != point or d["left"] == 0:
+                continue
+            hit = [a for a in addresses if d["pattern"].lower() in a.lower()]
+            if not hit:
+                continue
+            if d["left"] > 0:
+                d["left"] -= 1
+            number = "-" if message is None else f"{message:06d}"
+            with open(os.path.join(self.cfg.dir, "delays.log"), "a",
+                      encoding="utf-8") as f:
+                f.write(f"{point} {conn} {number} {hit[0]} {d['seconds']:g}\n")
+                f.flush()
+            await asyncio.sleep(d["seconds"])
+            return
 
     def log(self, line):
         with open(self.log_path, "a", encoding="utf-8") as f:
@@ -344,6 +375,7 @@ class Peer(SMTP):
             if pattern.lower() in address.lower():
                 reply = status
                 break
+        await self.state.delay("RCPT", [address], self.conn)
         env = self.envelope
         if reply.startswith("2"):
             env.rcpt_tos.append(address)
@@ -421,8 +453,10 @@ class Handler:
     async def handle_DATA(self, server, session, envelope):
         reply = server.cfg.data_reply
         if reply and not reply.startswith("2"):
+            await server.state.delay("DATA", envelope.rcpt_tos, server.conn)
             return reply
         n = server.store(envelope)
+        await server.state.delay("DATA", envelope.rcpt_tos, server.conn, n)
         return reply or f"250 2.0.0 Ok: queued as {n:06d}"
 
     async def handle_RSET(self, server, session, envelope):
@@ -462,6 +496,12 @@ def parse_args(argv):
                         "this reply; first match wins; repeatable")
     p.add_argument("--data-reply", metavar="CODE TEXT",
                    help="reply to the end of DATA; a 4xx/5xx one stores nothing")
+    p.add_argument("--delay", action="append", default=[],
+                   metavar="POINT[:PATTERN]=SECONDS[xCOUNT]",
+                   help="hold the reply to RCPT or to the end of DATA for "
+                        "SECONDS when a recipient contains PATTERN, COUNT "
+                        "times at most; logged to DIR/delays.log first; "
+                        "repeatable")
     p.add_argument("--size-limit", type=int, default=33554432,
                    help="SIZE advertised and enforced (0: no limit)")
     p.add_argument("--ready", metavar="FILE",
@@ -480,6 +520,17 @@ def parse_args(argv):
             p.error(f"--reply wants 'PATTERN=CODE TEXT', not {r!r}")
         replies.append((m.group(1), m.group(2)))
     a.replies = replies
+    delays = []
+    for d in a.delay:
+        m = re.fullmatch(r"(RCPT|DATA)(?::(.*))?=(\d+(?:\.\d+)?)(?:x(\d+))?",
+                         d, re.IGNORECASE)
+        if not m:
+            p.error("--delay wants 'RCPT|DATA[:PATTERN]=SECONDS[xCOUNT]', "
+                    f"not {d!r}")
+        delays.append({"point": m.group(1).upper(), "pattern": m.group(2) or "",
+                       "seconds": float(m.group(3)),
+                       "left": int(m.group(4)) if m.group(4) else -1})
+    a.delays = delays
     if a.data_reply is not None and not re.fullmatch(REPLY_RE, a.data_reply):
         p.error(f"--data-reply wants 'CODE TEXT', not {a.data_reply!r}")
     if a.size_limit < 0:
