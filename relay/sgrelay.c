@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
@@ -69,11 +70,35 @@ static char *this_host(const struct conf *conf)
     return mystrdup(h);
 }
 
+/*
+ * trusted_conf - an open descriptor of a configuration file an ordinary user
+ * may name without losing the group: a regular file owned by root, that
+ * only root may change and that everyone may read (so it holds no secret
+ * the group could reveal, and no one else wrote it); -1 otherwise.
+ */
+static int trusted_conf(const char *path)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
+        (st.st_mode & (S_IWGRP | S_IWOTH)) || !(st.st_mode & S_IROTH)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int main(int argc, char **argv)
 {
     struct relay r;
     struct relay_opts o;
     const char *conf_path = NULL, *qarg = NULL, *slash;
+    const char *load_path;
+    char fd_path[64];
+    int conf_fd = -1;
     struct buf why, input;
     struct conf *conf;
     struct passwd *pw;
@@ -182,14 +207,26 @@ int main(int argc, char **argv)
     if (r.verbose)
         msg_open(progname, MSG_STDERR);
 
-    /* privileges: a configuration named by an ordinary user loses the group */
+    /*
+     * privileges: a configuration named by an ordinary user loses the group,
+     * unless root wrote it for everyone (see trusted_conf); then it is read
+     * through the descriptor checked, never the name again
+     */
+    load_path = conf_path;
     if (conf_path && setgid_run && getuid() != 0) {
-        if (setresgid(getgid(), getgid(), getgid()) < 0)
-            die(EX_OSERR, "cannot drop privileges: %s", strerror(errno));
-        setgid_run = 0;
+        if ((conf_fd = trusted_conf(conf_path)) >= 0) {
+            snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", conf_fd);
+            load_path = fd_path;
+        } else {
+            if (setresgid(getgid(), getgid(), getgid()) < 0)
+                die(EX_OSERR, "cannot drop privileges: %s", strerror(errno));
+            setgid_run = 0;
+        }
     }
-    if ((conf = conf_load(conf_path, &why)) == NULL)
+    if ((conf = conf_load(load_path, &why)) == NULL)
         die(EX_CONFIG, "%s", buf_str(&why));
+    if (conf_fd >= 0)
+        close(conf_fd);
     r.conf = conf;
     r.uid = getuid();
     if ((pw = getpwuid(r.uid)) != NULL) {
