@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,7 +73,10 @@ struct session_ctx {
     const char *tls_name;
     struct buf tls_error;
     char *password;
-    struct job *jobs; /* the session's messages, to mark them as they go */
+    auth_context_t actx;   /* given to the session once TLS is up */
+    int in_auth;           /* AUTH sent, its outcome not yet read */
+    struct buf auth_error; /* the refusal of AUTH, if any */
+    struct job *jobs;      /* the session's messages, to mark them as they go */
     size_t njobs;
 };
 
@@ -148,6 +152,11 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...)
             buf_setf(&sc->tls_error, "certificate does not name %s", sc->tls_name);
         break;
     }
+    case SMTP_EV_STARTTLS_OK:
+        /* the password goes only over TLS: AUTH is offered from now on */
+        if (sc->actx)
+            smtp_auth_set_context(session, sc->actx);
+        break;
     case SMTP_EV_WEAK_CIPHER:
         (void)va_arg(ap, int);
         ok = va_arg(ap, int *);
@@ -167,6 +176,35 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...)
         break;
     }
     va_end(ap);
+}
+
+/*
+ * monitor_cb - the dialogue as it passes (headers and body excluded), read
+ * for one thing libESMTP does not report: a refused AUTH.  The session goes
+ * on without it, and the smarthost's refusals of the mail then say nothing
+ * about the mail.
+ */
+static void monitor_cb(const char *buf, int len, int writing, void *arg)
+{
+    struct session_ctx *sc = arg;
+
+    if (writing) {
+        if (len >= 5 && strncasecmp(buf, "AUTH ", 5) == 0)
+            sc->in_auth = 1;
+        return;
+    }
+    for (const char *p = buf, *end = buf + len; sc->in_auth && p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (n >= 4 && (p[0] == '4' || p[0] == '5') && p[3] == ' ') {
+            buf_set(&sc->auth_error, "");
+            buf_append(&sc->auth_error, p, n && p[n - 1] == '\r' ? n - 1 : n);
+            sc->in_auth = 0;
+        } else if (n >= 4 && p[0] == '2' && p[3] == ' ') {
+            sc->in_auth = 0;
+        }
+        p += n + 1;
+    }
 }
 
 /* message_cb - hand libESMTP the job's bytes in one piece */
@@ -373,6 +411,7 @@ static void run_session(struct relay *r, struct job *jobs, size_t njobs,
     sc.jobs = jobs;
     sc.njobs = njobs;
     buf_init(&sc.tls_error, 64);
+    buf_init(&sc.auth_error, 64);
     buf_init(&why, 128);
     buf_init(&host, 64);
     buf_init(&fail, 128);
@@ -398,10 +437,16 @@ static void run_session(struct relay *r, struct job *jobs, size_t njobs,
         smtp_starttls_enable(s, Starttls_DISABLED);
     }
     if (password) {
+        if (strcmp(starttls, "none") == 0) {
+            buf_set(&fail, "relay.auth_user is set but relay.starttls is none: the "
+                           "password is never sent in clear");
+            goto done;
+        }
         actx = auth_create_context();
         auth_set_mechanism_flags(actx, AUTH_PLUGIN_PLAIN, 0);
         auth_set_interact_cb(actx, auth_interact, &sc);
-        smtp_auth_set_context(s, actx);
+        sc.actx = actx; /* given to the session by event_cb, after STARTTLS */
+        smtp_set_monitorcb(s, monitor_cb, &sc, 0);
     }
     for (size_t k = 0; k < njobs; k++) {
         struct job *j = &jobs[k];
@@ -463,6 +508,17 @@ done:
                 j->out[i] = OUT_DEFERRED;
                 j->reply[i] = mystrdup(
                     fail.len ? buf_str(&fail) : "connection to the smarthost broke off");
+            } else if (o == OUT_FAILED && sc.auth_error.len) {
+                /* refused because we are not logged in: our setup, not the mail */
+                struct buf t;
+                char *then = status_text(decider);
+                buf_init(&t, 128);
+                buf_printf(&t, "authentication failed (%s); then: %s",
+                           buf_str(&sc.auth_error), then);
+                j->out[i] = OUT_DEFERRED;
+                j->reply[i] = buf_steal(&t);
+                buf_release(&t);
+                myfree(then);
             } else {
                 j->out[i] = o;
                 j->reply[i] = status_text(decider);
@@ -475,6 +531,7 @@ done:
     if (ctx)
         SSL_CTX_free(ctx);
     buf_release(&sc.tls_error);
+    buf_release(&sc.auth_error);
     buf_release(&why);
     buf_release(&host);
     buf_release(&fail);

@@ -85,6 +85,22 @@ check "delivered once the password is right" received badpass
 sgr -bp
 out_has "Mail queue is empty"
 
+# a wrong password at a relay that then refuses the recipient with 554 (as
+# Postfix's "Relay access denied"): deferred, not bounced; the queue says why
+peer_stop
+peer_start "$SINK" "$PORT" --tls-cert "$WORK/certs/server.pem" --tls-key "$WORK/certs/server.key" \
+    --auth app:s3cret --unauth-rcpt '554 5.7.1 <to@example.org>: Relay access denied'
+conf required "$WORK/badpass"
+send "relaydenied"
+check_not "not delivered with a wrong password" received relaydenied
+sgr -bp
+out_has "authentication failed (535"
+out_has "Relay access denied"
+check_not "no bounce after a refused AUTH" grep -q '"event":"bounce"' "$WORK"/store/events/*.jsonl
+conf required "$WORK/password"
+run_until relaydenied
+check "delivered once the password is right" received relaydenied
+
 # an untrusted certificate with required: stays queued; opportunistic: delivered
 peer_stop
 peer_start "$SINK" "$PORT" --tls-cert "$WORK/certs/untrusted.pem" --tls-key "$WORK/certs/untrusted.key" \
@@ -107,7 +123,25 @@ send "notls"
 check_not "not delivered without STARTTLS" received notls
 sgr -bp
 out_has "STARTTLS"
+# the password never goes in clear: not with opportunistic and no STARTTLS
+# offered (no AUTH, the server's 530 defers), not with none (said so)
+conf opportunistic "$WORK/password"
+n0=$(wc -l <"$SINK/commands.log")
+sgr -q
+check_not "no AUTH without TLS (opportunistic)" received notls
+tail -n +"$((n0 + 1))" "$SINK/commands.log" >"$WORK/cmds"
+check "that run reached MAIL" grep -q '^[0-9]* MAIL' "$WORK/cmds"
+check_not "AUTH was not sent in clear" grep -qi '^[0-9]* AUTH' "$WORK/cmds"
 conf none "$WORK/password"
+sgr -q
+check_not "no AUTH without TLS (none)" received notls
+sgr -bp
+out_has "the password is never sent in clear"
+# without AUTH at a server that does not ask for it, none delivers
+peer_stop
+peer_start "$SINK" "$PORT"
+printf 'store = { path = "%s/store"; };\nspool = { path = "%s/spool"; };\nrelay = { smarthost = "127.0.0.1:%s"; domain = "relay.test"; starttls = "none"; };\n' \
+    "$WORK" "$WORK" "$PORT" >"$CONF"
 sgr -q
 check "delivered with starttls = none" received notls
 

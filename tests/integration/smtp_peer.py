@@ -177,7 +177,7 @@ class Peer(SMTP):
             ident=IDENT,
             tls_context=state.tls,
             require_starttls=False,  # done here, with an enhanced code
-            auth_required=bool(self.cfg.auth),
+            auth_required=bool(self.cfg.auth) and not self.cfg.unauth_rcpt,
             auth_require_tls=state.tls is not None,
             auth_callback=check,
             loop=loop,
@@ -344,6 +344,8 @@ class Peer(SMTP):
             return
         if await self.check_auth_needed("RCPT"):
             return
+        if self.cfg.unauth_rcpt and not self.session.authenticated:
+            return await self.push(self.cfg.unauth_rcpt)
         if not self.envelope.mail_seen:
             return await self.push("503 5.5.1 Error: need MAIL command")
         syntaxerr = "501 5.5.4 Syntax: RCPT TO:<address> [parameters]"
@@ -490,6 +492,9 @@ def parse_args(argv):
                    help="530 5.7.0 to MAIL/RCPT/DATA/AUTH before STARTTLS")
     p.add_argument("--auth", metavar="USER:PASS",
                    help="offer AUTH PLAIN LOGIN and require it before MAIL")
+    p.add_argument("--unauth-rcpt", metavar="CODE TEXT",
+                   help="with --auth: MAIL is allowed without AUTH, and RCPT "
+                        "then gets this reply (as a relay that refuses to relay)")
     p.add_argument("--reply", action="append", default=[],
                    metavar="PATTERN=CODE TEXT",
                    help="RCPT whose address contains PATTERN (any case) gets "
