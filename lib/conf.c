@@ -59,6 +59,7 @@ struct conf_row {
 static int check_tenants(struct check *ck, const config_setting_t *list);
 static int check_canonicalization(struct check *ck, const config_setting_t *s);
 static int check_starttls(struct check *ck, const config_setting_t *s);
+static int check_smarthost(struct check *ck, const config_setting_t *s);
 
 /* Each element of "tenants". */
 static const struct conf_row tenant_table[] = {
@@ -123,6 +124,7 @@ static const struct conf_row conf_table[] = {
     {.path = "relay.smarthost",
      .type = CONF_STRING,
      .def = "127.0.0.1:25",
+     .check = check_smarthost,
      .doc = "HOST:PORT (or [ADDRESS]:PORT) the relay forwards mail to"},
     {.path = "relay.starttls",
      .type = CONF_STRING,
@@ -586,6 +588,65 @@ static int check_starttls(struct check *ck, const config_setting_t *s)
             ck, s,
             "setting 'relay.starttls': '%s' is not none, opportunistic or required", v);
     return 0;
+}
+
+/* conf_smarthost - see conf.h */
+int conf_smarthost(const char *hostport, struct buf *server, struct buf *host,
+                   struct buf *why)
+{
+    const char *h = hostport, *end, *port;
+    size_t hlen;
+
+    if (*h == '[') {
+        if ((end = strchr(h, ']')) == NULL)
+            return buf_error(why, "'%s': '[' without ']'", hostport);
+        h++;
+        hlen = (size_t)(end - h);
+        port = end[1] == ':' ? end + 2 : NULL;
+        if (end[1] != 0 && end[1] != ':')
+            return buf_error(why, "'%s': something after ']' that is not ':PORT'",
+                             hostport);
+        if (memchr(h, ':', hlen) != NULL)
+            return buf_error(why,
+                             "'%s': IPv6 addresses cannot be given to libESMTP; use a "
+                             "host name",
+                             hostport);
+    } else {
+        port = strchr(h, ':');
+        hlen = port ? (size_t)(port - h) : strlen(h);
+        if (port)
+            port++;
+        if (port && strchr(port, ':') != NULL)
+            return buf_error(why, "'%s': more than one ':' (IPv6 is not supported)",
+                             hostport);
+    }
+    if (hlen == 0)
+        return buf_error(why, "'%s': no host", hostport);
+    if (port && (*port == 0 || strpbrk(port, " \t/") != NULL))
+        return buf_error(why, "'%s': bad port", hostport);
+    if (host) {
+        buf_set(host, "");
+        buf_append(host, h, hlen);
+    }
+    if (server) {
+        buf_set(server, "");
+        buf_append(server, h, hlen);
+        buf_printf(server, ":%s", port ? port : "25");
+    }
+    return 0;
+}
+
+/* check_smarthost - relay.smarthost is HOST, HOST:PORT, [ADDR] or [ADDR]:PORT */
+static int check_smarthost(struct check *ck, const config_setting_t *s)
+{
+    struct buf why;
+    int rc = 0;
+
+    buf_init(&why, 64);
+    if (conf_smarthost(config_setting_get_string(s), NULL, NULL, &why) < 0)
+        rc = loc_error(ck, s, "setting 'relay.smarthost': %s", buf_str(&why));
+    buf_release(&why);
+    return rc;
 }
 
 /* conf_dkim_canon - see conf.h */

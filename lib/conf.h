@@ -77,6 +77,15 @@ int conf_check_secret(const char *path, struct buf *why);
  */
 int conf_dkim_canon(const char *text, int *header_relaxed, int *body_relaxed);
 
+/*
+ * conf_smarthost - relay.smarthost (HOST, HOST:PORT, [ADDRESS] or
+ * [ADDRESS]:PORT; IPv6 not supported, as libESMTP splits at the first
+ * colon) as libESMTP takes it, "HOST:PORT" with port 25 by default, and
+ * the bare host; either out may be NULL.  0, or -1 with why filled.
+ */
+int conf_smarthost(const char *hostport, struct buf *server, struct buf *host,
+                   struct buf *why);
+
 void conf_free(struct conf *conf);
 
 #endif

@@ -316,19 +316,11 @@ static char *status_text(const smtp_status_t *st)
     }
 }
 
-/* smarthost_name - the host part of relay.smarthost */
+/* smarthost_name - the host part of relay.smarthost (checked at load) */
 static void smarthost_name(const char *hostport, struct buf *out)
 {
-    const char *colon;
-
-    if (hostport[0] == '[' && (colon = strchr(hostport, ']')) != NULL) {
-        buf_set(out, "");
-        buf_append(out, hostport + 1, (size_t)(colon - hostport - 1));
-        return;
-    }
-    colon = strrchr(hostport, ':');
-    buf_set(out, "");
-    buf_append(out, hostport, colon ? (size_t)(colon - hostport) : strlen(hostport));
+    if (conf_smarthost(hostport, NULL, out, out) < 0)
+        msg_panic("relay.smarthost '%s' passed the configuration check", hostport);
 }
 
 /* record - one event for recipient i of entry e */
@@ -400,7 +392,7 @@ static void run_session(struct relay *r, struct job *jobs, size_t njobs,
     struct session_ctx sc;
     auth_context_t actx = NULL;
     SSL_CTX *ctx = NULL;
-    struct buf why, host, fail;
+    struct buf why, host, fail, server;
     const char *starttls = conf_string(r->conf, "relay.starttls");
     const char *helo = conf_string(r->conf, "relay.helo");
     long timeout = (long)conf_duration(r->conf, "relay.timeout") * 1000;
@@ -415,13 +407,15 @@ static void run_session(struct relay *r, struct job *jobs, size_t njobs,
     buf_init(&why, 128);
     buf_init(&host, 64);
     buf_init(&fail, 128);
+    buf_init(&server, 64);
     smarthost_name(conf_string(r->conf, "relay.smarthost"), &host);
     sc.tls_name = *conf_string(r->conf, "relay.tls_name")
                       ? conf_string(r->conf, "relay.tls_name")
                       : buf_str(&host);
     sc.tls_required = strcmp(starttls, "required") == 0;
 
-    smtp_set_server(s, conf_string(r->conf, "relay.smarthost"));
+    conf_smarthost(conf_string(r->conf, "relay.smarthost"), &server, NULL, &why);
+    smtp_set_server(s, buf_str(&server)); /* HOST:PORT, the brackets gone */
     smtp_set_hostname(s, *helo ? helo : r->domain);
     smtp_set_eventcb(s, event_cb, &sc);
     for (int w = Timeout_GREETING; w <= Timeout_DATA2; w++)
@@ -535,6 +529,7 @@ done:
     buf_release(&why);
     buf_release(&host);
     buf_release(&fail);
+    buf_release(&server);
 }
 
 /* first_attempt - the events of an entry seen for the first time */

@@ -121,6 +121,23 @@ check "DSN parameters passed on" $PY -c '
 import json,sys; j=json.load(open(sys.argv[1]))
 sys.exit(not (j["mail_params"].get("RET")=="HDRS" and j["mail_params"].get("ENVID")=="abc123" and j["rcpt_params"][0].get("NOTIFY")=="FAILURE"))' "${S%.eml}.json"
 
+# the smarthost in brackets, as Postfix's relayhost writes it; IPv6 refused
+sed "s/smarthost = \"127.0.0.1:$PORT\"/smarthost = \"[127.0.0.1]:$PORT\"/" "$CONF" >"$WORK/brackets.conf"
+printf 'Subject: brackets\n\nbody\n' >"$WORK/in"
+set +e
+"$SGRELAY" -C "$WORK/brackets.conf" -odi -f s@example.com br@example.org <"$WORK/in" 2>"$WORK/err"
+RC=$?
+set -e
+expect_rc 0 "[127.0.0.1]:PORT"
+check "delivered through [127.0.0.1]:PORT" grep -lq 'Subject: brackets' "$SINK"/*.eml
+sed "s/smarthost = \"127.0.0.1:$PORT\"/smarthost = \"[::1]:$PORT\"/" "$CONF" >"$WORK/v6.conf"
+set +e
+"$SGRELAY" -C "$WORK/v6.conf" -bp >/dev/null 2>"$WORK/err"
+RC=$?
+set -e
+expect_rc 78 "an IPv6 smarthost"
+check "the reason says IPv6 ($(cat "$WORK/err"))" grep -q "relay.smarthost.*IPv6" "$WORK/err"
+
 # usage errors name the flag
 sgr -X foo@example.org </dev/null
 expect_rc 64 "unknown flag"
