@@ -76,6 +76,7 @@ struct session_ctx {
     auth_context_t actx;   /* given to the session once TLS is up */
     int in_auth;           /* AUTH sent, its outcome not yet read */
     struct buf auth_error; /* the refusal of AUTH, if any */
+    struct buf ext_error;  /* an extension the mail needs is not offered */
     struct job *jobs;      /* the session's messages, to mark them as they go */
     size_t njobs;
 };
@@ -169,7 +170,7 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...)
         buf_set(&sc->tls_error, "the smarthost does not offer STARTTLS");
         break;
     case SMTP_EV_EXTNA_8BITMIME:
-        buf_set(&sc->tls_error,
+        buf_set(&sc->ext_error,
                 "the smarthost does not offer 8BITMIME for an 8-bit message");
         break;
     default:
@@ -404,6 +405,7 @@ static void run_session(struct relay *r, struct job *jobs, size_t njobs,
     sc.njobs = njobs;
     buf_init(&sc.tls_error, 64);
     buf_init(&sc.auth_error, 64);
+    buf_init(&sc.ext_error, 64);
     buf_init(&why, 128);
     buf_init(&host, 64);
     buf_init(&fail, 128);
@@ -485,6 +487,8 @@ static void run_session(struct relay *r, struct job *jobs, size_t njobs,
     }
     if (sc.tls_error.len)
         buf_setf(&fail, "TLS: %s", buf_str(&sc.tls_error));
+    else if (sc.ext_error.len)
+        buf_set(&fail, buf_str(&sc.ext_error));
 
 done:
     for (size_t k = 0; k < njobs; k++) {
@@ -526,6 +530,7 @@ done:
         SSL_CTX_free(ctx);
     buf_release(&sc.tls_error);
     buf_release(&sc.auth_error);
+    buf_release(&sc.ext_error);
     buf_release(&why);
     buf_release(&host);
     buf_release(&fail);
@@ -763,6 +768,20 @@ out:
     buf_release(&reply);
 }
 
+/* stable_partition_8bit - the 7-bit messages' jobs first, order kept */
+static void stable_partition_8bit(struct job *jobs, size_t n)
+{
+    struct job *tmp = mycalloc(n ? n : 1, sizeof(*tmp));
+    size_t k = 0;
+
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < n; i++)
+            if ((jobs[i].e->env.body_8bit != 0) == pass)
+                tmp[k++] = jobs[i];
+    memcpy(jobs, tmp, n * sizeof(*tmp));
+    myfree(tmp);
+}
+
 /* job_free - what a job holds */
 static void job_free(struct job *j)
 {
@@ -816,10 +835,18 @@ void relay_deliver(struct relay *r, struct spool_entry **entries, size_t n)
             entries[i] = NULL;
         }
     }
+    /*
+     * 8-bit messages go last, on connections of their own: libESMTP makes
+     * 8BITMIME mandatory for a session that has one, and a smarthost
+     * without it must not hold up the other mail.  (Entries are all 8-bit
+     * or not, so each entry's jobs stay adjacent.)
+     */
+    stable_partition_8bit(jobs, njobs);
     /* a connection carries up to "per" messages; settled jobs take no room */
     for (size_t start = 0; start < njobs;) {
         size_t end = start, sent = 0;
-        while (end < njobs && sent < per)
+        int eight = jobs[start].e->env.body_8bit;
+        while (end < njobs && sent < per && jobs[end].e->env.body_8bit == eight)
             sent += !jobs[end++].skip;
         if (sent > 0)
             run_session(r, jobs + start, end - start, password);

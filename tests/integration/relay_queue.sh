@@ -158,6 +158,29 @@ printf 'Subject: cron\n\nok\n' >"$WORK/in"
 sgr -FCronDaemon -i -odq -oem -oi -O DeliveryMode=b -t -f root cron@example.org <"$WORK/in"
 expect_rc 0 "cron's flags"
 
+# a smarthost without 8BITMIME: the -B8BITMIME message waits, with its own
+# reason, and does not hold up the 7-bit message queued before it
+P8=$(free_port)
+peer_start "$WORK/sink8" "$P8" --no-8bitmime
+sed "s/127.0.0.1:$PORT/127.0.0.1:$P8/; s#$WORK/spool#$WORK/spool8#; s/connections = 2/connections = 1/" "$CONF" >"$WORK/8.conf"
+grep -q "connections = 1" "$WORK/8.conf" || fail "8.conf: one connection"
+printf 'Subject: seven\n\nplain\n' >"$WORK/in"
+"$SGRELAY" -C "$WORK/8.conf" -odq -f s@example.com seven@example.org <"$WORK/in"
+printf 'Subject: eight\n\ncaf\303\251\n' >"$WORK/in"
+"$SGRELAY" -C "$WORK/8.conf" -odq -B8BITMIME -f s@example.com eight@example.org <"$WORK/in"
+set +e
+"$SGRELAY" -C "$WORK/8.conf" -q >/dev/null 2>&1
+set -e
+check "the 7-bit message went" grep -lq 'Subject: seven' "$WORK"/sink8/*.eml
+check_not "the 8-bit one did not" grep -lq 'Subject: eight' "$WORK"/sink8/*.eml
+set +e
+"$SGRELAY" -C "$WORK/8.conf" -bp >"$WORK/out" 2>&1
+set -e
+out_has "eight@example.org"
+out_has "does not offer 8BITMIME"
+out_lacks "TLS:"
+peer_stop
+
 # a full spool file system: a clean failure and nothing half-written.  A
 # small tmpfs where we may mount one; else a file size limit (EFBIG), which
 # takes the same path through the code.

@@ -265,6 +265,8 @@ class Peer(SMTP):
         self.session.host_name = hostname
         ext = ["PIPELINING", f"SIZE {self.cfg.size_limit}", "8BITMIME", "DSN",
                "ENHANCEDSTATUSCODES"]
+        if self.cfg.no_8bitmime:
+            ext.remove("8BITMIME")
         if self.tls_context and not self._tls_protocol:
             ext.append("STARTTLS")
         if self.cfg.auth and (self.tls_context is None or self._tls_protocol):
@@ -315,6 +317,8 @@ class Peer(SMTP):
         if err:
             return await self.push(err)
         body = params.get("BODY")
+        if body is not None and self.cfg.no_8bitmime:
+            return await self.push("555 5.5.4 BODY not supported")
         if body is not None and str(body).upper() not in ("7BIT", "8BITMIME"):
             return await self.push("501 5.5.4 BODY must be 7BIT or 8BITMIME")
         size = params.get("SIZE")
@@ -492,6 +496,8 @@ def parse_args(argv):
                    help="530 5.7.0 to MAIL/RCPT/DATA/AUTH before STARTTLS")
     p.add_argument("--auth", metavar="USER:PASS",
                    help="offer AUTH PLAIN LOGIN and require it before MAIL")
+    p.add_argument("--no-8bitmime", action="store_true",
+                   help="do not offer 8BITMIME (BODY=8BITMIME is then refused)")
     p.add_argument("--unauth-rcpt", metavar="CODE TEXT",
                    help="with --auth: MAIL is allowed without AUTH, and RCPT "
                         "then gets this reply (as a relay that refuses to relay)")
