@@ -896,6 +896,29 @@ int relay_bounce(struct relay *r, struct spool_entry *e, const size_t *idx, size
                  n);
         return 0;
     }
+    /* RFC 3461: NOTIFY=NEVER, or a list without FAILURE, asks for no bounce */
+    {
+        size_t kept = 0, *keep = mycalloc(n ? n : 1, sizeof(size_t));
+        const char **kdiag = mycalloc(n ? n : 1, sizeof(char *));
+        for (size_t i = 0; i < n; i++) {
+            int nf = e->env.rcpts[idx[i]].notify;
+            if (nf == 0 || (nf & SPOOL_NOTIFY_FAILURE)) {
+                keep[kept] = idx[i];
+                kdiag[kept++] = diag[i];
+            } else {
+                msg_info("%s: to=<%s>: no bounce, as NOTIFY asked", e->id,
+                         e->env.rcpts[idx[i]].addr);
+            }
+        }
+        if (kept < n) {
+            rv = kept ? relay_bounce(r, e, keep, kept, kdiag, remote) : 0;
+            myfree(keep);
+            myfree(kdiag);
+            return rv;
+        }
+        myfree(keep);
+        myfree(kdiag);
+    }
     memset(&rep, 0, sizeof(rep));
     rc = mycalloc(n, sizeof(*rc));
     buf_init(&msg, 4096);

@@ -73,6 +73,14 @@ sgr -odi -f '<>' bad@example.org <"$WORK/in"
 expect_rc 0 "sgrelay -f '<>'"
 check "no bounce for <>" [ "$(count_files "$WORK/spool/queue" '*')" -eq "$before" ]
 
+# NOTIFY=NEVER (-N never): a 5xx recipient is given up without a bounce
+printf 'Subject: nevernotify\n\nx\n' >"$WORK/in"
+sgr -odi -N never -f nn@example.com bad@example.org <"$WORK/in"
+expect_rc 0 "-N never to a refused recipient"
+check "no bounce queued when NOTIFY=NEVER" [ "$(count_files "$WORK/spool/queue" '*')" -eq "$before" ]
+sgr -bp
+out_lacks "nn@example.com"
+
 # the smarthost down: queued, exit 0; delivered by a later run
 peer_stop
 printf 'Subject: while down\n\nqueued\n' >"$WORK/in"
