@@ -9,7 +9,8 @@
 #  - a configuration the user wrote (-C) costs the group: the system's spool
 #    is then out of reach (exit 73) and nothing is queued; one that root
 #    wrote for everyone keeps it;
-#  - entries are created mode 0660, group sendguard's, and record the uid.
+#  - entries are created mode 0660, group sendguard's, and record the uid;
+#  - two users' background deliveries both append to the one event file.
 . "$(dirname "$0")/lib.sh"
 : "${SGRELAY:?run through make check}"
 
@@ -103,12 +104,24 @@ expect_rc 77 "nobody -q"
 grep -q "only root or the spool's owner may run the queue" "$WORK/err" ||
     fail "no reason for the refused -q: $(cat "$WORK/err")"
 
+# background delivery by two users' processes: both record their events in
+# the one day file, whoever created it (the group's, mode 0660)
+as nobody "$WORK/bin/sgrelay" -C "$CONF" -odi -f n@example.org ev1@example.org
+expect_rc 0 "nobody -odi"
+as daemon "$WORK/bin/sgrelay" -C "$CONF" -odi -f d@example.org ev2@example.org
+expect_rc 0 "daemon -odi"
+EV=$(ls "$WORK"/store/events/*.jsonl | head -1)
+check "the event file is the group's ($(stat -c '%a %U:%G' "$EV"))" [ "$(stat -c %a:%G "$EV")" = "660:$GRP" ]
+check "nobody's events recorded" grep -q '"email":"ev1@example.org","event":"deferred"' "$EV"
+check "daemon's events recorded too" grep -q '"email":"ev2@example.org","event":"deferred"' "$EV"
+
 # a configuration the user could have written costs the group
+NQUEUED=$(count_files "$WORK/spool/queue" '*')
 cp "$CONF" "$WORK/user.conf"
 chown nobody "$WORK/user.conf"
 as nobody "$WORK/bin/sgrelay" -C "$WORK/user.conf" -odq -f n@example.org to@example.org
 expect_rc 73 "nobody with their own -C"
-check "nothing more queued" [ "$(count_files "$WORK/spool/queue" '*')" -eq 2 ]
+check "nothing more queued" [ "$(count_files "$WORK/spool/queue" '*')" -eq "$NQUEUED" ]
 chown root "$WORK/user.conf"
 chmod 664 "$WORK/user.conf"
 as nobody "$WORK/bin/sgrelay" -C "$WORK/user.conf" -odq -f n@example.org to@example.org
