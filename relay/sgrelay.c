@@ -35,6 +35,8 @@
 static const char *progname = "sgrelay";
 
 /* die - one line on stderr (and in the log), and the exit code */
+static int log_to_stderr; /* -v: the log goes to stderr too */
+
 static void SG_PRINTF(2, 3) SG_NORETURN die(int code, const char *fmt, ...)
 {
     struct buf b;
@@ -45,7 +47,8 @@ static void SG_PRINTF(2, 3) SG_NORETURN die(int code, const char *fmt, ...)
     buf_vprintf(&b, fmt, ap);
     va_end(ap);
     fprintf(stderr, "%s: %s\n", progname, buf_str(&b));
-    msg_warn("%s", buf_str(&b));
+    if (!log_to_stderr) /* with -v the log is stderr: said once */
+        msg_warn("%s", buf_str(&b));
     buf_release(&b);
     exit(code);
 }
@@ -204,8 +207,10 @@ int main(int argc, char **argv)
             usage_die(buf_str(&why));
         }
     }
-    if (r.verbose)
+    if (r.verbose) {
         msg_open(progname, MSG_STDERR);
+        log_to_stderr = 1;
+    }
 
     /*
      * privileges: a configuration named by an ordinary user loses the group,

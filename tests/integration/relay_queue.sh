@@ -161,6 +161,9 @@ printf 'Subject: x\n\n' >"$WORK/in"
 sgr -f sender@example.com 'not an address' <"$WORK/in"
 expect_rc 65 "bad recipient"
 err_has "bad recipient address"
+sgr -v -f sender@example.com 'not an address' <"$WORK/in"
+expect_rc 65 "bad recipient with -v"
+check "with -v the error is said once" [ "$(grep -c 'bad recipient address' "$WORK/err")" -eq 1 ]
 # accepted and ignored, as sendmail's callers pass them
 printf 'Subject: cron\n\nok\n' >"$WORK/in"
 sgr -FCronDaemon -i -odq -oem -oi -O DeliveryMode=b -t -f root cron@example.org <"$WORK/in"
