@@ -41,6 +41,18 @@ static inline const char *buf_str(const struct buf *b)
     return b->data;
 }
 
+/* buf_hex_digit - one hex digit's value (either case), or -1 */
+static inline int buf_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 static inline size_t buf_len(const struct buf *b)
 {
     return b->len;

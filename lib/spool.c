@@ -166,18 +166,6 @@ static void xtext_put(struct buf *b, const char *s)
     }
 }
 
-/* hexval - one hex digit's value, or -1 */
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* xtext_get - decode len bytes of xtext into a new string; NULL if bad */
 static char *xtext_get(const char *s, size_t len)
 {
@@ -189,8 +177,8 @@ static char *xtext_get(const char *s, size_t len)
             int hi, lo;
             if (i + 2 >= len)
                 goto bad;
-            hi = hexval((unsigned char)s[i + 1]);
-            lo = hexval((unsigned char)s[i + 2]);
+            hi = buf_hex_digit((unsigned char)s[i + 1]);
+            lo = buf_hex_digit((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 goto bad;
             buf_putc(&b, hi << 4 | lo);
@@ -456,12 +444,12 @@ static int parse_env(const char *data, size_t len, struct spool_env *env,
             struct spool_rcpt *r;
             char *orcpt = NULL, *addr;
             int notify;
-            if (nl - f < 5 || f[1] != ' ' || hexval((unsigned char)f[2]) < 0 ||
+            if (nl - f < 5 || f[1] != ' ' || buf_hex_digit((unsigned char)f[2]) < 0 ||
                 f[3] != ' ')
                 goto bad;
             if (strchr("-DFX", f[0]) == NULL)
                 goto bad;
-            notify = hexval((unsigned char)f[2]);
+            notify = buf_hex_digit((unsigned char)f[2]);
             fe = field_end(f + 4, nl);
             if (fe >= nl)
                 goto bad;

@@ -227,18 +227,6 @@ static int key_add(struct token_keys *keys, unsigned kid,
     return 0;
 }
 
-/* hex_value - a hex digit's value, or -1 */
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* key_line - one non-blank, non-comment line "KID:HEX" */
 static int key_line(struct token_keys *keys, const char *p, size_t len, struct buf *why)
 {
@@ -267,8 +255,8 @@ static int key_line(struct token_keys *keys, const char *p, size_t len, struct b
         return buf_error(why, "the key must be %d hex digits (%d bytes), not %zu",
                          2 * KEY_LEN, KEY_LEN, (size_t)(p + len - hex));
     for (size_t i = 0; i < KEY_LEN; i++) {
-        int hi = hex_value((unsigned char)hex[2 * i]);
-        int lo = hex_value((unsigned char)hex[2 * i + 1]);
+        int hi = buf_hex_digit((unsigned char)hex[2 * i]);
+        int lo = buf_hex_digit((unsigned char)hex[2 * i + 1]);
 
         if (hi < 0 || lo < 0) {
             OPENSSL_cleanse(master, sizeof(master));
