@@ -862,6 +862,15 @@ void relay_deliver(struct relay *r, struct spool_entry **entries, size_t n)
         job_free(&jobs[k]);
     for (size_t i = 0; i < n; i++)
         smtpapi_free(&opts[i]);
+    /* the bounces this batch queued go now (theirs are never bounced) */
+    if (r->nbounces > 0) {
+        struct spool_entry **b = r->bounces;
+        size_t nb = r->nbounces;
+        r->bounces = NULL;
+        r->nbounces = r->capbounces = 0;
+        relay_deliver(r, b, nb);
+        myfree(b);
+    }
     goto out;
 keep:
     for (size_t i = 0; i < n; i++)
@@ -886,6 +895,7 @@ int relay_bounce(struct relay *r, struct spool_entry *e, const size_t *idx, size
     struct dsn_report rep;
     struct dsn_rcpt *rc;
     struct spool_env env;
+    struct spool_entry *queued = NULL;
     struct buf msg, why, from, reason;
     char id[SPOOL_ID_MAX];
     int rv = 0;
@@ -963,11 +973,15 @@ int relay_bounce(struct relay *r, struct spool_entry *e, const size_t *idx, size
     env.created = (int64_t)time(NULL);
     env.uid = getuid();
     spool_env_add(&env, e->env.sender, NULL, 0);
-    if (spool_submit(r->spool, &env, msg.data, msg.len, 0, id, NULL, &why) < 0) {
+    if (spool_submit(r->spool, &env, msg.data, msg.len, SPOOL_KEEP_LOCKED, id, &queued,
+                     &why) < 0) {
         msg_error("%s: cannot queue a bounce: %s", e->id, buf_str(&why));
         rv = -1;
     } else {
         msg_info("%s: sender non-delivery notification: %s", e->id, id);
+        /* sent by this process once the batch is done (relay_deliver) */
+        r->bounces = mygrow(r->bounces, &r->capbounces, r->nbounces, sizeof(*r->bounces));
+        r->bounces[r->nbounces++] = queued;
     }
     spool_env_release(&env);
 out:

@@ -28,6 +28,8 @@ struct relay {
     int privileged; /* root or the spool's owner: may run and see the whole queue */
     enum relay_delivery delivery;
     int verbose;
+    struct spool_entry **bounces; /* queued by relay_bounce, locked, to send next */
+    size_t nbounces, capbounces;
 };
 
 /* One message's envelope options as the command line or MAIL/RCPT give them. */
