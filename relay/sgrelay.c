@@ -74,24 +74,41 @@ static char *this_host(const struct conf *conf)
 }
 
 /*
- * trusted_conf - an open descriptor of a configuration file an ordinary user
- * may name without losing the group: a regular file owned by root, that
- * only root may change and that everyone may read (so it holds no secret
- * the group could reveal, and no one else wrote it); -1 otherwise.
+ * trusted_conf - may an ordinary user name this configuration without losing
+ * the group?  Only a file root keeps beside the default one: the path is
+ * CONF_DEFAULT_PATH's directory, a slash and a plain name (no symbolic link
+ * followed); that directory is root's and only root may change it; the file
+ * is a regular file owned by root that only root may change and that
+ * everyone may read (so it holds no secret the group could reveal).  Being
+ * owned by root and world-readable is not enough on its own: the kernel
+ * shows /proc/self/cmdline so, with contents the caller chose.  As nobody
+ * else can change the directory, the name stays what was checked.
  */
 static int trusted_conf(const char *path)
 {
+    const char *slash = strrchr(CONF_DEFAULT_PATH, '/');
+    size_t dlen = (size_t)(slash - CONF_DEFAULT_PATH);
+    const char *name = path + dlen + 1;
+    char dir[256];
     struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    int dfd, fd, ok;
 
+    if (dlen >= sizeof(dir) || strncmp(path, CONF_DEFAULT_PATH, dlen + 1) != 0 ||
+        *name == 0 || *name == '.' || strchr(name, '/') != NULL)
+        return 0;
+    memcpy(dir, CONF_DEFAULT_PATH, dlen);
+    dir[dlen] = 0;
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        return 0;
+    ok = fstat(dfd, &st) == 0 && st.st_uid == 0 && !(st.st_mode & (S_IWGRP | S_IWOTH));
+    fd = ok ? openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) : -1;
+    close(dfd);
     if (fd < 0)
-        return -1;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
-        (st.st_mode & (S_IWGRP | S_IWOTH)) || !(st.st_mode & S_IROTH)) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+        return 0;
+    ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0 &&
+         !(st.st_mode & (S_IWGRP | S_IWOTH)) && (st.st_mode & S_IROTH);
+    close(fd);
+    return ok;
 }
 
 int main(int argc, char **argv)
@@ -99,9 +116,6 @@ int main(int argc, char **argv)
     struct relay r;
     struct relay_opts o;
     const char *conf_path = NULL, *qarg = NULL, *slash;
-    const char *load_path;
-    char fd_path[64];
-    int conf_fd = -1;
     struct buf why, input;
     struct conf *conf;
     struct passwd *pw;
@@ -214,24 +228,15 @@ int main(int argc, char **argv)
 
     /*
      * privileges: a configuration named by an ordinary user loses the group,
-     * unless root wrote it for everyone (see trusted_conf); then it is read
-     * through the descriptor checked, never the name again
+     * unless it is one root keeps beside the default one (trusted_conf)
      */
-    load_path = conf_path;
-    if (conf_path && setgid_run && getuid() != 0) {
-        if ((conf_fd = trusted_conf(conf_path)) >= 0) {
-            snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", conf_fd);
-            load_path = fd_path;
-        } else {
-            if (setresgid(getgid(), getgid(), getgid()) < 0)
-                die(EX_OSERR, "cannot drop privileges: %s", strerror(errno));
-            setgid_run = 0;
-        }
+    if (conf_path && setgid_run && getuid() != 0 && !trusted_conf(conf_path)) {
+        if (setresgid(getgid(), getgid(), getgid()) < 0)
+            die(EX_OSERR, "cannot drop privileges: %s", strerror(errno));
+        setgid_run = 0;
     }
-    if ((conf = conf_load(load_path, &why)) == NULL)
+    if ((conf = conf_load(conf_path, &why)) == NULL)
         die(EX_CONFIG, "%s", buf_str(&why));
-    if (conf_fd >= 0)
-        close(conf_fd);
     r.conf = conf;
     r.uid = getuid();
     if ((pw = getpwuid(r.uid)) != NULL) {

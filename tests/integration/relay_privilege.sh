@@ -23,8 +23,18 @@ fi
 # a group of our own for this run, removed at the end
 GRP="sgt$$"
 groupadd --system "$GRP" || fail "cannot create group $GRP"
+# the configuration lives where root keeps configurations (see below)
+MADE_ETC=0
+if [ ! -d /etc/sendguard ]; then
+    install -d -m 755 /etc/sendguard
+    MADE_ETC=1
+fi
+CONF="/etc/sendguard/sgtest-$$.conf"
+ETC2="/etc/sendguard/sgtest2-$$.conf"
 cleanup() {
     stop_peers
+    rm -f "$CONF" "$ETC2"
+    [ "$MADE_ETC" -eq 0 ] || rmdir /etc/sendguard 2>/dev/null || true
     groupdel "$GRP" 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
@@ -40,7 +50,6 @@ install -d -o root -g "$GRP" -m 2770 "$WORK/store"
 printf 's3cret\n' >"$WORK/password"
 chgrp "$GRP" "$WORK/password"
 chmod 640 "$WORK/password"
-CONF="$WORK/sendguard.conf"
 cat >"$CONF" <<EOF
 store = { path = "$WORK/store"; };
 spool = { path = "$WORK/spool"; };
@@ -122,14 +131,36 @@ chown nobody "$WORK/user.conf"
 as nobody "$WORK/bin/sgrelay" -C "$WORK/user.conf" -odq -f n@example.org to@example.org
 expect_rc 73 "nobody with their own -C"
 check "nothing more queued" [ "$(count_files "$WORK/spool/queue" '*')" -eq "$NQUEUED" ]
+# /proc/self/cmdline is root's and world-readable in a setgid process, with
+# the caller's argv as contents: a "configuration" of the caller's choosing
+# that must not keep the group (it would name the caller's smarthost and
+# hand it the password)
+cat >"$WORK/cmdline.py" <<'PY'
+import os, sys
+conf = 'spool = { path = "%s"; }; /*' % sys.argv[2]
+# the NULs between the arguments fall inside comments; the last is left open
+os.execv(sys.argv[1], [conf, "-C", "/proc/self/cmdline", "-odq", "-f", "n@example.org",
+                       "-F", "*/ /*", "to@example.org"])
+PY
+as nobody $PY "$WORK/cmdline.py" "$WORK/bin/sgrelay" "$WORK/spool"
+check "-C /proc/self/cmdline costs the group (rc $RC: $(cat "$WORK/err"))" [ "$RC" -ne 0 ]
+check "nothing queued through /proc/self/cmdline" [ "$(count_files "$WORK/spool/queue" '*')" -eq "$NQUEUED" ]
+
+# root-owned and world-readable is not enough elsewhere either: only a file
+# root keeps beside the default configuration, in /etc/sendguard
 chown root "$WORK/user.conf"
-chmod 664 "$WORK/user.conf"
-as nobody "$WORK/bin/sgrelay" -C "$WORK/user.conf" -odq -f n@example.org to@example.org
-expect_rc 73 "a root file that the group may change is not trusted"
-chmod 640 "$WORK/user.conf"
-as nobody "$WORK/bin/sgrelay" -C "$WORK/user.conf" -bp
-check "a file others may not read is not trusted (rc $RC)" [ "$RC" -ne 0 ]
 chmod 644 "$WORK/user.conf"
 as nobody "$WORK/bin/sgrelay" -C "$WORK/user.conf" -odq -f n@example.org to@example.org
-expect_rc 0 "a file root wrote for everyone keeps the group"
+expect_rc 73 "a root file outside /etc/sendguard is not trusted"
+install -m 664 -o root -g root "$CONF" "$ETC2"
+as nobody "$WORK/bin/sgrelay" -C "$ETC2" -odq -f n@example.org to@example.org
+expect_rc 73 "a file in /etc/sendguard that its group may change is not trusted"
+chmod 640 "$ETC2"
+as nobody "$WORK/bin/sgrelay" -C "$ETC2" -bp
+check "a file others may not read is not trusted (rc $RC)" [ "$RC" -ne 0 ]
+chmod 644 "$ETC2"
+as nobody "$WORK/bin/sgrelay" -C "$ETC2" -odq -f n@example.org to@example.org
+expect_rc 0 "a file root keeps in /etc/sendguard for everyone keeps the group"
+as nobody "$WORK/bin/sgrelay" -C "/etc/sendguard/../sendguard/sgtest2-$$.conf" -odq -f n@example.org to@example.org
+expect_rc 73 "only a plain name in /etc/sendguard"
 done_ok
