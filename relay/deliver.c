@@ -75,6 +75,7 @@ struct session_ctx {
     char *password;
     auth_context_t actx;   /* given to the session once TLS is up */
     int in_auth;           /* AUTH sent, its outcome not yet read */
+    int authed;            /* AUTH succeeded on this connection */
     struct buf auth_error; /* the refusal of AUTH, if any */
     struct buf ext_error;  /* an extension the mail needs is not offered */
     struct job *jobs;      /* the session's messages, to mark them as they go */
@@ -153,6 +154,12 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...)
             buf_setf(&sc->tls_error, "certificate does not name %s", sc->tls_name);
         break;
     }
+    case SMTP_EV_CONNECT:
+        /* a new connection (libESMTP tries each address): no TLS, no AUTH yet */
+        smtp_auth_set_context(session, NULL);
+        sc->in_auth = sc->authed = 0;
+        buf_set(&sc->auth_error, "");
+        break;
     case SMTP_EV_STARTTLS_OK:
         /* the password goes only over TLS: AUTH is offered from now on */
         if (sc->actx)
@@ -203,6 +210,8 @@ static void monitor_cb(const char *buf, int len, int writing, void *arg)
             sc->in_auth = 0;
         } else if (n >= 4 && p[0] == '2' && p[3] == ' ') {
             sc->in_auth = 0;
+            sc->authed = 1; /* a mechanism tried before may have failed */
+            buf_set(&sc->auth_error, "");
         }
         p += n + 1;
     }
@@ -506,13 +515,19 @@ done:
                 j->out[i] = OUT_DEFERRED;
                 j->reply[i] = mystrdup(
                     fail.len ? buf_str(&fail) : "connection to the smarthost broke off");
-            } else if (o == OUT_FAILED && sc.auth_error.len) {
-                /* refused because we are not logged in: our setup, not the mail */
+            } else if (o == OUT_FAILED && sc.actx && !sc.authed) {
+                /* refused while we are not logged in: our setup, not the mail */
                 struct buf t;
                 char *then = status_text(decider);
                 buf_init(&t, 128);
-                buf_printf(&t, "authentication failed (%s); then: %s",
-                           buf_str(&sc.auth_error), then);
+                if (sc.auth_error.len)
+                    buf_printf(&t, "authentication failed (%s); then: %s",
+                               buf_str(&sc.auth_error), then);
+                else
+                    buf_printf(&t,
+                               "not authenticated (the smarthost offered no AUTH after "
+                               "STARTTLS); then: %s",
+                               then);
                 j->out[i] = OUT_DEFERRED;
                 j->reply[i] = buf_steal(&t);
                 buf_release(&t);

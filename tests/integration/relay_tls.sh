@@ -132,6 +132,18 @@ check_not "no AUTH without TLS (opportunistic)" received notls
 tail -n +"$((n0 + 1))" "$SINK/commands.log" >"$WORK/cmds"
 check "that run reached MAIL" grep -q '^[0-9]* MAIL' "$WORK/cmds"
 check_not "AUTH was not sent in clear" grep -qi '^[0-9]* AUTH' "$WORK/cmds"
+# ... and a relay that then refuses the recipient with 554 defers it: we
+# were not logged in, which says nothing about the mail
+peer_stop
+peer_start "$SINK" "$PORT" --auth app:s3cret --unauth-rcpt '554 5.7.1 <to@example.org>: Relay access denied'
+sgr -q
+check_not "not delivered without AUTH" received notls
+sgr -bp
+out_has "not authenticated (the smarthost offered no AUTH after STARTTLS)"
+out_has "to@example.org"
+check_not "no bounce when AUTH never happened" grep -q '"event":"bounce"' "$WORK"/store/events/*.jsonl
+peer_stop
+peer_start "$SINK" "$PORT" --auth app:s3cret
 conf none "$WORK/password"
 sgr -q
 check_not "no AUTH without TLS (none)" received notls
