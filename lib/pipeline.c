@@ -321,6 +321,23 @@ int pipeline_personalise(struct pipeline *p, const struct pipeline_copy *c,
     return sign(p, out, signed_by, why);
 }
 
+/* The event fields a sender's unique_args may never set (SendGrid's rule). */
+static const char *const reserved_fields[] = {
+    "asm_group_id", "attempt", "category",  "email",       "event",
+    "ip",           "reason",  "response",  "sg_event_id", "sg_message_id",
+    "smtp-id",      "status",  "tenant",    "timestamp",   "tls",
+    "type",         "url",     "useragent", NULL,
+};
+
+/* reserved - is this an event field of ours? */
+static int reserved(const char *key)
+{
+    for (const char *const *r = reserved_fields; *r; r++)
+        if (strcmp(*r, key) == 0)
+            return 1;
+    return 0;
+}
+
 /* pipeline_event - see pipeline.h */
 void pipeline_event(const struct smtpapi_opts *opts, uint32_t group, json_t *ev)
 {
@@ -335,11 +352,11 @@ void pipeline_event(const struct smtpapi_opts *opts, uint32_t group, json_t *ev)
         json_object_set_new(ev, "category", cats);
     }
     if (opts->unique_args != NULL) {
-        /* SendGrid puts unique_args at the top level; ours never override ours */
+        /* SendGrid puts unique_args at the top level, never over its fields */
         const char *k;
         json_t *v;
         json_object_foreach (opts->unique_args, k, v) {
-            if (json_object_get(ev, k) == NULL)
+            if (!reserved(k) && json_object_get(ev, k) == NULL)
                 json_object_set(ev, k, v);
         }
     }

@@ -347,7 +347,6 @@ static void record(struct relay *r, struct spool_entry *e, size_t i, const char 
                    "tenant", e->env.tenant, "sg_message_id", e->id);
 
     buf_init(&why, 64);
-    pipeline_event(opts, group, ev);
     if (reply && strcmp(type, "dropped") == 0)
         json_object_set_new(ev, "reason", json_string(reply));
     else if (reply && strcmp(type, "delivered") == 0)
@@ -364,6 +363,7 @@ static void record(struct relay *r, struct spool_entry *e, size_t i, const char 
         json_object_set_new(ev, "type", json_string("bounce"));
         buf_release(&st);
     }
+    pipeline_event(opts, group, ev); /* last: it never replaces our fields */
     if (event_record(conf_string(r->conf, "store.path"), ev, &why) < 0)
         msg_warn("%s: cannot record %s event: %s", e->id, type, buf_str(&why));
     json_decref(ev);
@@ -994,9 +994,13 @@ int relay_bounce(struct relay *r, struct spool_entry *e, const size_t *idx, size
         rv = -1;
     } else {
         msg_info("%s: sender non-delivery notification: %s", e->id, id);
-        /* sent by this process once the batch is done (relay_deliver) */
-        r->bounces = mygrow(r->bounces, &r->capbounces, r->nbounces, sizeof(*r->bounces));
-        r->bounces[r->nbounces++] = queued;
+        /* sent by this process once the batch is done (relay_deliver); an
+         * entry that could not be kept open is left to the next queue run */
+        if (queued != NULL) {
+            r->bounces =
+                mygrow(r->bounces, &r->capbounces, r->nbounces, sizeof(*r->bounces));
+            r->bounces[r->nbounces++] = queued;
+        }
     }
     spool_env_release(&env);
 out:

@@ -380,7 +380,8 @@ static void test_event(void **state)
     struct buf why;
     json_t *ev = json_pack("{s:s,s:s}", "event", "processed", "email", "a@b.c");
     const char api[] = "{\"category\": [\"c1\"], \"unique_args\": {\"order\": \"42\", "
-                       "\"email\": \"not-ours\"}}";
+                       "\"email\": \"not-ours\", \"sg_event_id\": \"forged\", "
+                       "\"reason\": \"forged\"}}";
 
     (void)state;
     buf_init(&why, 64);
@@ -392,6 +393,8 @@ static void test_event(void **state)
         json_string_value(json_array_get(json_object_get(ev, "category"), 0)), "c1");
     assert_string_equal(json_string_value(json_object_get(ev, "order")), "42");
     assert_string_equal(json_string_value(json_object_get(ev, "email")), "a@b.c");
+    assert_null(json_object_get(ev, "sg_event_id")); /* reserved, even when absent */
+    assert_null(json_object_get(ev, "reason"));
     json_decref(ev);
     smtpapi_free(&o);
     buf_release(&why);
