@@ -25,7 +25,11 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <limits.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -55,7 +59,8 @@ struct job {
     const struct smtpapi_opts *opts; /* the message's options, for events */
     uint32_t group;                  /* the recipient's group (pipeline copies) */
     int skip;                        /* not sent: out[] and reply[] are set */
-    struct buf copy;                 /* a personalised copy, when there is one */
+    int personal;                    /* sent as its recipient's own copy */
+    struct buf copy;                 /* that copy, while its connection lasts */
     const char *data;                /* the bytes to send */
     size_t len;
     size_t *idx; /* recipients (indices into the entry's envelope) */
@@ -112,6 +117,38 @@ static void message_sent(struct session_ctx *sc, smtp_message_t m)
     buf_release(&why);
 }
 
+/*
+ * tcp_nodelay - turn off Nagle on this process's TCP sockets.  libESMTP
+ * writes a message in 2 KiB pieces and then waits for the reply: Nagle holds
+ * the last small piece until the server's delayed ACK, 40 ms per message
+ * (measured: 22 messages a second per connection, 2,500 without).  libESMTP
+ * does not hand out its socket, so the one a delivering process has is
+ * found among its descriptors when it connects (SMTP_EV_CONNECT).
+ */
+static void tcp_nodelay(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    int one = 1;
+
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof(sa);
+        int fd = atoi(de->d_name), type = 0;
+        socklen_t tlen = sizeof(type);
+        if (de->d_name[0] < '0' || de->d_name[0] > '9' || fd == dirfd(d))
+            continue;
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 ||
+            type != SOCK_STREAM || getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ||
+            (sa.ss_family != AF_INET && sa.ss_family != AF_INET6))
+            continue;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    closedir(d);
+}
+
 /* event_cb - libESMTP's questions about TLS, answered from relay.starttls */
 static void event_cb(smtp_session_t session, int event_no, void *arg, ...)
 {
@@ -155,6 +192,7 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...)
         break;
     }
     case SMTP_EV_CONNECT:
+        tcp_nodelay();
         /* a new connection (libESMTP tries each address): no TLS, no AUTH yet */
         smtp_auth_set_context(session, NULL);
         sc->in_auth = sc->authed = 0;
@@ -756,26 +794,14 @@ static void plan(struct relay *r, struct pipeline *pl, struct spool_entry *e,
         job_take_pending(j);
         goto out;
     }
+    /* one copy each, made just before its connection (job_prepare) */
     for (size_t k = 0; k < e->env.nrcpts; k++) {
-        struct pipeline_copy c;
         if (e->env.rcpts[k].state != SPOOL_PENDING)
             continue;
         j = job_new(jobs, cap, njobs, e, opts);
         j->idx[j->n++] = k;
         j->group = groups[k];
-        c.tenant = e->env.tenant;
-        c.message = e->id;
-        c.rcpt = e->env.rcpts[k].addr;
-        c.group = groups[k];
-        c.opts = opts;
-        buf_init(&j->copy, e->msg_len + 1024);
-        if (pipeline_personalise(pl, &c, e->msg, e->msg_len, &j->copy, NULL, &why) < 0) {
-            msg_warn("%s: to=<%s>: %s", e->id, c.rcpt, buf_str(&why));
-            job_settle(j, OUT_DEFERRED, buf_str(&why));
-            continue;
-        }
-        j->data = j->copy.data;
-        j->len = j->copy.len;
+        j->personal = 1;
     }
 out:
     myfree(groups);
@@ -797,6 +823,46 @@ static void stable_partition_8bit(struct job *jobs, size_t n)
     myfree(tmp);
 }
 
+/*
+ * job_prepare - make a job's personalised copy, just before its connection:
+ * copies are held for one connection at a time, never for a whole batch
+ * (a 10 MB message to 1,000 recipients would be 10 GB)
+ */
+static void job_prepare(struct pipeline *pl, struct job *j)
+{
+    struct spool_entry *e = j->e;
+    struct pipeline_copy c;
+    struct buf why;
+
+    if (!j->personal || j->skip)
+        return;
+    c.tenant = e->env.tenant;
+    c.message = e->id;
+    c.rcpt = e->env.rcpts[j->idx[0]].addr;
+    c.group = j->group;
+    c.opts = j->opts;
+    buf_init(&why, 128);
+    buf_init(&j->copy, e->msg_len + 1024);
+    if (pipeline_personalise(pl, &c, e->msg, e->msg_len, &j->copy, NULL, &why) < 0) {
+        msg_warn("%s: to=<%s>: %s", e->id, c.rcpt, buf_str(&why));
+        job_settle(j, OUT_DEFERRED, buf_str(&why));
+    } else {
+        j->data = j->copy.data;
+        j->len = j->copy.len;
+    }
+    buf_release(&why);
+}
+
+/* job_release_copy - a job's copy, once its connection is over */
+static void job_release_copy(struct job *j)
+{
+    if (j->copy.data)
+        buf_release(&j->copy);
+    memset(&j->copy, 0, sizeof(j->copy));
+    j->data = NULL;
+    j->len = 0;
+}
+
 /* job_free - what a job holds */
 static void job_free(struct job *j)
 {
@@ -806,8 +872,7 @@ static void job_free(struct job *j)
     myfree(j->rr);
     myfree(j->out);
     myfree(j->reply);
-    if (j->copy.data)
-        buf_release(&j->copy);
+    job_release_copy(j);
 }
 
 /* relay_deliver - see relay.h */
@@ -861,10 +926,14 @@ void relay_deliver(struct relay *r, struct spool_entry **entries, size_t n)
     for (size_t start = 0; start < njobs;) {
         size_t end = start, sent = 0;
         int eight = jobs[start].e->env.body_8bit;
-        while (end < njobs && sent < per && jobs[end].e->env.body_8bit == eight)
+        while (end < njobs && sent < per && jobs[end].e->env.body_8bit == eight) {
+            job_prepare(pl, &jobs[end]);
             sent += !jobs[end++].skip;
+        }
         if (sent > 0)
             run_session(r, jobs + start, end - start, password);
+        for (size_t k2 = start; k2 < end; k2++)
+            job_release_copy(&jobs[k2]);
         start = end;
     }
     /* each entry's jobs are adjacent: finish them together */
