@@ -35,9 +35,14 @@ static int read_all(const char *path, struct buf *out)
     return n < 0 ? -1 : 0;
 }
 
-/* write_secret - text into path, durably, readable by its owner only */
+/*
+ * write_secret - text into path, durably: mode 0600, or the owner, group
+ * and mode of the file it replaces (0640 root:sendguard stays so)
+ */
 static int write_secret(const char *path, const struct buf *text, struct buf *why)
 {
+    struct stat old;
+    int had = stat(path, &old) == 0;
     struct buf tmp;
     int fd, rc = 0;
 
@@ -48,7 +53,12 @@ static int write_secret(const char *path, const struct buf *text, struct buf *wh
         rc = buf_error(why, "cannot create %s: %m", buf_str(&tmp));
         goto out;
     }
-    if (write(fd, text->data, text->len) != (ssize_t)text->len || fsync(fd) < 0) {
+    if (had && (fchown(fd, old.st_uid, old.st_gid) < 0 ||
+                fchmod(fd, old.st_mode & (S_IRUSR | S_IWUSR | S_IRGRP | S_IWGRP)) < 0)) {
+        rc = buf_error(why, "cannot give %s the owner and mode of %s: %m", buf_str(&tmp),
+                       path);
+        close(fd);
+    } else if (write(fd, text->data, text->len) != (ssize_t)text->len || fsync(fd) < 0) {
         rc = buf_error(why, "cannot write %s: %m", buf_str(&tmp));
         close(fd);
     } else if (close(fd) < 0) {

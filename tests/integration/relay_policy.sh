@@ -30,6 +30,12 @@ A="-c $CONF"
 mkdir -p "$WORK/store"
 expect 0 $A token generate
 out_has "token key 1 is now current in $WORK/token.key"
+# a rotation keeps the file's group and mode (0640 root:GROUP, as installed)
+chgrp daemon "$WORK/token.key"
+chmod 640 "$WORK/token.key"
+expect 0 $A token generate
+out_has "token key 2 is now current"
+check "rotation kept 640 root:daemon" [ "$(stat -c '%a %U:%G' "$WORK/token.key")" = "640 root:daemon" ]
 expect 0 $A --json groups create --name Newsletter
 GID=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$WORK/out")
 expect 0 $A bounces add gone@example.org --reason "550 5.1.1 no such user"
