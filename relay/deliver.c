@@ -68,7 +68,8 @@ struct job {
     smtp_message_t m;
     smtp_recipient_t *rr;
     enum outcome *out;
-    char **reply; /* per recipient: the reply that decided */
+    char **reply;         /* per recipient: the reply that decided */
+    unsigned char *noted; /* per recipient: delivered() done */
 };
 
 /* What the event callback needs. */
@@ -89,6 +90,8 @@ struct session_ctx {
 
 static enum outcome judge(const smtp_status_t *mail, const smtp_status_t *rcpt,
                           const smtp_status_t *data, const smtp_status_t **decider);
+static char *status_text(const smtp_status_t *st);
+static void delivered(struct relay *r, struct job *j, size_t i, const char *reply);
 
 /*
  * message_sent - mark a message's accepted recipients delivered as soon as
@@ -109,9 +112,11 @@ static void message_sent(struct session_ctx *sc, smtp_message_t m)
         data = smtp_message_transfer_status(m);
         for (size_t i = 0; i < j->n && mail && data; i++)
             if ((rst = smtp_recipient_status(j->rr[i])) != NULL &&
-                judge(mail, rst, data, &decider) == OUT_DELIVERED &&
-                spool_entry_mark(j->e, j->idx[i], SPOOL_DELIVERED, &why) < 0)
-                msg_warn("%s", buf_str(&why));
+                judge(mail, rst, data, &decider) == OUT_DELIVERED) {
+                char *reply = status_text(decider);
+                delivered(sc->r, j, i, reply);
+                myfree(reply);
+            }
         break;
     }
     buf_release(&why);
@@ -408,6 +413,32 @@ static void record(struct relay *r, struct spool_entry *e, size_t i, const char 
     buf_release(&why);
 }
 
+/*
+ * delivered - recipient i of job j was accepted: logged, marked in the
+ * spool and recorded, once (as its data is accepted, see message_sent; or
+ * from finish when that event did not come)
+ */
+static void delivered(struct relay *r, struct job *j, size_t i, const char *reply)
+{
+    struct spool_entry *e = j->e;
+    size_t ri = j->idx[i];
+    struct buf why, host;
+
+    if (j->noted[i])
+        return;
+    j->noted[i] = 1;
+    buf_init(&why, 64);
+    buf_init(&host, 64);
+    smarthost_name(conf_string(r->conf, "relay.smarthost"), &host);
+    msg_info("%s: to=<%s>, relay=%s, status=sent (%s)", e->id, e->env.rcpts[ri].addr,
+             buf_str(&host), reply);
+    if (spool_entry_mark(e, ri, SPOOL_DELIVERED, &why) < 0)
+        msg_warn("%s", buf_str(&why));
+    record(r, e, ri, "delivered", reply, e->env.attempts + 1, j->opts, j->group);
+    buf_release(&why);
+    buf_release(&host);
+}
+
 /* judge - a recipient's outcome from the statuses of its transaction */
 static enum outcome judge(const smtp_status_t *mail, const smtp_status_t *rcpt,
                           const smtp_status_t *data, const smtp_status_t **decider)
@@ -665,11 +696,7 @@ static void finish(struct relay *r, struct spool_entry *e, struct job *jobs, siz
             const char *addr = e->env.rcpts[ri].addr;
             switch (j->out[i]) {
             case OUT_DELIVERED:
-                msg_info("%s: to=<%s>, relay=%s, status=sent (%s)", e->id, addr,
-                         buf_str(&host), j->reply[i]);
-                if (spool_entry_mark(e, ri, SPOOL_DELIVERED, &why) < 0)
-                    msg_warn("%s", buf_str(&why));
-                record(r, e, ri, "delivered", j->reply[i], attempts, j->opts, j->group);
+                delivered(r, j, i, j->reply[i]); /* if message_sent did not */
                 break;
             case OUT_FAILED:
                 msg_info("%s: to=<%s>, relay=%s, status=bounced (%s)", e->id, addr,
@@ -737,6 +764,7 @@ static struct job *job_new(struct job **jobs, size_t *cap, size_t *njobs,
     j->rr = mycalloc(e->env.nrcpts, sizeof(smtp_recipient_t));
     j->out = mycalloc(e->env.nrcpts, sizeof(enum outcome));
     j->reply = mycalloc(e->env.nrcpts, sizeof(char *));
+    j->noted = mycalloc(e->env.nrcpts, 1);
     return j;
 }
 
@@ -872,6 +900,7 @@ static void job_free(struct job *j)
     myfree(j->rr);
     myfree(j->out);
     myfree(j->reply);
+    myfree(j->noted);
     job_release_copy(j);
 }
 

@@ -45,6 +45,17 @@ run_until() {
     done
 }
 
+# queue_says TEXT - queue runs until -bp shows TEXT, at most three (the
+# same aiosmtpd STARTTLS flakiness: a dropped handshake says so instead)
+queue_says() {
+    for _ in 1 2 3; do
+        sgr -bp
+        grep -qF -- "$1" "$WORK/out" && return 0
+        sgr -q
+    done
+    sgr -bp
+}
+
 received() {
     grep -lq "Subject: $1" "$SINK"/*.eml 2>/dev/null && return 0
     # say what happened, for the failure message
@@ -93,7 +104,7 @@ peer_start "$SINK" "$PORT" --tls-cert "$WORK/certs/server.pem" --tls-key "$WORK/
 conf required "$WORK/badpass"
 send "relaydenied"
 check_not "not delivered with a wrong password" received relaydenied
-sgr -bp
+queue_says "authentication failed (535"
 out_has "authentication failed (535"
 out_has "Relay access denied"
 check_not "no bounce after a refused AUTH" grep -q '"event":"bounce"' "$WORK"/store/events/*.jsonl
@@ -138,7 +149,7 @@ peer_stop
 peer_start "$SINK" "$PORT" --auth app:s3cret --unauth-rcpt '554 5.7.1 <to@example.org>: Relay access denied'
 sgr -q
 check_not "not delivered without AUTH" received notls
-sgr -bp
+queue_says "not authenticated (the smarthost offered no AUTH after STARTTLS)"
 out_has "not authenticated (the smarthost offered no AUTH after STARTTLS)"
 out_has "to@example.org"
 check_not "no bounce when AUTH never happened" grep -q '"event":"bounce"' "$WORK"/store/events/*.jsonl
