@@ -132,8 +132,7 @@ int pipeline_options(const struct conf *conf, const char *msg, size_t len,
 {
     size_t body, hlen = header_split(msg, len, &body), pos = 0;
     struct header_field f, api;
-    struct smtpapi_opts mine;
-    int found = 0, rc;
+    int found = 0;
 
     while (header_next(msg, hlen, &pos, &f))
         if (header_is(&f, PIPELINE_SMTPAPI_FIELD) && found++ == 0)
@@ -143,9 +142,19 @@ int pipeline_options(const struct conf *conf, const char *msg, size_t len,
     if (found > 1)
         return buf_error(why, "the message has %d X-SMTPAPI fields; one is allowed",
                          found);
+    return pipeline_options_field(conf, api.value, api.value_len, opts, why);
+}
+
+/* pipeline_options_field - see pipeline.h */
+int pipeline_options_field(const struct conf *conf, const char *value, size_t len,
+                           struct smtpapi_opts *opts, struct buf *why)
+{
+    struct smtpapi_opts mine;
+    int rc;
+
     smtpapi_init(&mine);
-    rc = smtpapi_parse(api.value, api.value_len,
-                       (size_t)conf_size(conf, "smtpapi.max_size"), &mine, NULL, why);
+    rc = smtpapi_parse(value, len, (size_t)conf_size(conf, "smtpapi.max_size"), &mine,
+                       NULL, why);
     if (rc == 0)
         smtpapi_merge(opts, &mine);
     smtpapi_free(&mine);

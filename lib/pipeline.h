@@ -58,6 +58,14 @@ void pipeline_free(struct pipeline *p);
 int pipeline_options(const struct conf *conf, const char *msg, size_t len,
                      struct smtpapi_opts *opts, struct buf *why);
 
+/*
+ * pipeline_options_field - the same from one X-SMTPAPI field's value (as it
+ * stood, folding included), for callers that see fields one at a time (the
+ * milter); they refuse a second field themselves.
+ */
+int pipeline_options_field(const struct conf *conf, const char *value, size_t len,
+                           struct smtpapi_opts *opts, struct buf *why);
+
 /* The decision for one recipient. */
 struct pipeline_decision {
     enum policy_action action;
