@@ -60,6 +60,9 @@ static int check_tenants(struct check *ck, const config_setting_t *list);
 static int check_canonicalization(struct check *ck, const config_setting_t *s);
 static int check_starttls(struct check *ck, const config_setting_t *s);
 static int check_smarthost(struct check *ck, const config_setting_t *s);
+static int check_on_error(struct check *ck, const config_setting_t *s);
+static int check_invalid_smtpapi(struct check *ck, const config_setting_t *s);
+static int check_all_dropped(struct check *ck, const config_setting_t *s);
 
 /* Each element of "tenants". */
 static const struct conf_row tenant_table[] = {
@@ -202,6 +205,34 @@ static const struct conf_row conf_table[] = {
      .type = CONF_BOOL,
      .def = "true",
      .doc = "keep an application's own List-Unsubscribe instead of adding ours"},
+    {.path = "milter.socket",
+     .type = CONF_STRING,
+     .def = "unix:/run/sendguard/sgmilter.sock",
+     .doc = "where sgmilter listens: unix:PATH or inet:PORT@HOST"},
+    {.path = "milter.user",
+     .type = CONF_STRING,
+     .def = "",
+     .doc = "the user sgmilter runs as after opening its socket; empty: stay"},
+    {.path = "milter.pid_file",
+     .type = CONF_STRING,
+     .def = "/run/sendguard/sgmilter.pid",
+     .doc = "sgmilter's pid file; empty: none"},
+    {.path = "milter.on_error",
+     .type = CONF_STRING,
+     .def = "tempfail",
+     .check = check_on_error,
+     .doc = "an internal failure answers tempfail, or accept (the message unchanged)"},
+    {.path = "milter.invalid_smtpapi",
+     .type = CONF_STRING,
+     .def = "reject",
+     .check = check_invalid_smtpapi,
+     .doc = "an invalid X-SMTPAPI is rejected (550 5.6.0), or ignored (logged, removed)"},
+    {.path = "milter.all_dropped",
+     .type = CONF_STRING,
+     .def = "discard",
+     .check = check_all_dropped,
+     .doc = "a message with every recipient suppressed is discarded, or rejected (550 "
+            "5.7.1)"},
     {.path = "log.verbose", .type = CONF_INT, .def = "0", .doc = "debug logging level"},
     {.path = "tenants",
      .type = CONF_GROUPLIST,
@@ -588,6 +619,32 @@ static int check_starttls(struct check *ck, const config_setting_t *s)
             ck, s,
             "setting 'relay.starttls': '%s' is not none, opportunistic or required", v);
     return 0;
+}
+
+/* one_of - a string setting that must be one of two words */
+static int one_of(struct check *ck, const config_setting_t *s, const char *name,
+                  const char *a, const char *b)
+{
+    const char *v = config_setting_get_string(s);
+
+    if (strcmp(v, a) != 0 && strcmp(v, b) != 0)
+        return loc_error(ck, s, "setting '%s': '%s' is not %s or %s", name, v, a, b);
+    return 0;
+}
+
+static int check_on_error(struct check *ck, const config_setting_t *s)
+{
+    return one_of(ck, s, "milter.on_error", "tempfail", "accept");
+}
+
+static int check_invalid_smtpapi(struct check *ck, const config_setting_t *s)
+{
+    return one_of(ck, s, "milter.invalid_smtpapi", "reject", "ignore");
+}
+
+static int check_all_dropped(struct check *ck, const config_setting_t *s)
+{
+    return one_of(ck, s, "milter.all_dropped", "discard", "reject");
 }
 
 /* conf_smarthost - see conf.h */

@@ -1,0 +1,163 @@
+#!/bin/sh
+# milter_postfix - sgmilter attached to a private Postfix on loopback
+# (smtpd_milters and non_smtpd_milters), relaying to smtp-sink: suppressed
+# recipients (bounce, spam report, global unsubscribe, group unsubscribe,
+# domain entry, digest entry) receive nothing and an event says why; the
+# allow list and a bypass filter deliver; X-SMTPAPI never leaves; an invalid
+# one gets 550 5.6.0 with the reason; a message with every recipient
+# suppressed is discarded (the client sees 250); mail from Postfix's own
+# sendmail passes the milter too; mail needing nothing passes byte for byte;
+# and with the milter gone, Postfix tempfails (milter_default_action) and
+# nothing is lost.
+. "$(dirname "$0")/lib.sh"
+. "$SG_TOP_SRCDIR/tests/postfix.sh"
+: "${SGMILTER:?run through make check}"
+
+if [ "$(id -u)" -ne 0 ] || ! command -v postfix >/dev/null || ! command -v smtp-sink >/dev/null; then
+    [ "${CI:-}" = true ] && fail "needs root, postfix and smtp-sink (tools/debian-setup installs postfix)"
+    echo "milter_postfix: SKIP (needs root and postfix)"
+    exit 77
+fi
+MILTER_PID=
+cleanup() {
+    [ -z "$MILTER_PID" ] || kill "$MILTER_PID" 2>/dev/null || true
+    pf_cleanup
+    stop_peers
+}
+trap cleanup EXIT INT TERM
+
+SMTP=$(free_port)
+SINKP=$(free_port)
+MPORT=$(free_port)
+CONF="$WORK/sendguard.conf"
+cat >"$CONF" <<EOF
+store = { path = "$WORK/store"; };
+milter = { socket = "inet:$MPORT@127.0.0.1"; pid_file = "$WORK/sgmilter.pid"; };
+EOF
+A="-c $CONF"
+mkdir -p "$WORK/store"
+expect 0 $A --json groups create --name Newsletter
+GID=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$WORK/out")
+expect 0 $A bounces add gone@example.org
+expect 0 $A spam-reports add spam@example.org
+expect 0 $A unsubscribes add quit@example.org
+expect 0 $A unsubscribes add @closed.example
+expect 0 $A unsubscribes add "$(printf '%s' digest@example.org | md5sum | cut -c1-32)"
+expect 0 $A group-suppressions add "$GID" left@example.org
+expect 0 $A bounces add vip@example.org
+expect 0 $A allow-list add vip@example.org
+
+# start_milter - sgmilter in the foreground, until its port answers
+start_milter() {
+    "$SGMILTER" -c "$CONF" -f >>"$WORK/milter.log" 2>&1 &
+    MILTER_PID=$!
+    for _ in $(seq 100); do
+        $PY -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$MPORT" 2>/dev/null && return 0
+        kill -0 "$MILTER_PID" 2>/dev/null || fail "sgmilter did not start: $(cat "$WORK/milter.log")"
+        sleep 0.1
+    done
+    fail "sgmilter did not listen in 10 s"
+}
+start_milter
+sink_start "$WORK/sink" "$SINKP"
+printf 'smtpd_milters = inet:127.0.0.1:%s\nnon_smtpd_milters = $smtpd_milters\nmilter_default_action = tempfail\nmilter_protocol = 6\n' \
+    "$MPORT" >"$WORK/milter.cf"
+pf_start "$WORK/pf" "$SMTP" "$SINKP" "$WORK/milter.cf"
+
+# send SUBJECT HEADERS RCPT... - one message by SMTP; the reply in $WORK/reply
+send() {
+    subj=$1
+    hdrs=$2
+    shift 2
+    $PY - "$SMTP" "$subj" "$hdrs" "$@" >"$WORK/reply" 2>&1 <<'PY' || true
+import smtplib, sys
+port, subj, hdrs, rcpts = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+msg = "From: Shop <news@shop.example>\r\nTo: undisclosed-recipients:;\r\nSubject: %s\r\n%s\r\nbody of %s\r\n" % (
+    subj, hdrs.replace("\\n", "\r\n"), subj)
+s = smtplib.SMTP("127.0.0.1", port)
+try:
+    refused = s.sendmail("news@shop.example", rcpts, msg)
+    print("250 accepted", refused)
+except smtplib.SMTPResponseException as e:
+    print(e.smtp_code, e.smtp_error.decode())
+except smtplib.SMTPRecipientsRefused as e:
+    print("refused", e.recipients)
+s.quit()
+PY
+}
+
+# arrived SUBJECT - the sink's file holding that message (empty if none)
+arrived() {
+    grep -l "^Subject: $1\$" "$WORK"/sink/*.* 2>/dev/null | head -1
+}
+
+# wait_for SUBJECT - until it arrives (at most 20 s)
+wait_for() {
+    for _ in $(seq 200); do
+        [ -n "$(arrived "$1")" ] && return 0
+        sleep 0.1
+    done
+    fail "'$1' did not arrive: $(pf_log 20)"
+}
+
+# rcpts_of FILE - the envelope recipients smtp-sink recorded, sorted
+rcpts_of() {
+    sed -n 's/^X-Rcpt-Args: <\(.*\)>.*/\1/p' "$1" | sort | tr '\n' ' '
+}
+
+# the decisions: suppressed ones get nothing, the others one delivery
+send group "X-SMTPAPI: {\"asm_group_id\": $GID, \"category\": [\"weekly\"]}\\n" \
+    ok@example.org gone@example.org spam@example.org quit@example.org x@closed.example \
+    digest@example.org left@example.org vip@example.org
+check "accepted ($(cat "$WORK/reply"))" grep -q '^250' "$WORK/reply"
+wait_for group
+F=$(arrived group)
+check "only ok and vip received it ($(rcpts_of "$F"))" [ "$(rcpts_of "$F")" = "ok@example.org vip@example.org " ]
+check_not "X-SMTPAPI never leaves" grep -qi '^X-SMTPAPI' "$F"
+expect 0 $A --json events list --type dropped
+json "sorted((e['email'], e['reason']) for e in j) == sorted([('gone@example.org','bounce'), ('spam@example.org','spam_report'), ('quit@example.org','global_unsubscribe'), ('x@closed.example','global_unsubscribe'), ('digest@example.org','global_unsubscribe'), ('left@example.org','group_unsubscribe')])"
+json "all(e.get('category') == ['weekly'] and e.get('asm_group_id') == $GID for e in j)"
+expect 0 $A --json events list --type processed
+json "len(j) == 8"
+
+# without the group, left@ is not suppressed; with a bypass filter gone@ is not
+send nogroup "" left@example.org
+wait_for nogroup
+check "left@ gets mail outside the group" [ "$(rcpts_of "$(arrived nogroup)")" = "left@example.org " ]
+send bypass 'X-SMTPAPI: {"filters": {"bypass_bounce_management": {"settings": {"enable": 1}}}}\n' gone@example.org
+wait_for bypass
+check "bypass_bounce_management delivers to gone@" [ "$(rcpts_of "$(arrived bypass)")" = "gone@example.org " ]
+
+# every recipient suppressed: discarded, the client is not told
+send alldropped "" gone@example.org spam@example.org
+check "the client saw 250 ($(cat "$WORK/reply"))" grep -q '^250' "$WORK/reply"
+sleep 1
+check "nothing delivered" [ -z "$(arrived alldropped)" ]
+
+# an invalid X-SMTPAPI: 550 5.6.0 with the parser's reason
+send badapi 'X-SMTPAPI: {"asm_group_id": \n' ok@example.org
+check "550 5.6.0 with a reason ($(cat "$WORK/reply"))" grep -q '^550 5.6.0 invalid X-SMTPAPI header: .' "$WORK/reply"
+
+# Postfix's own sendmail passes the milter too
+printf 'From: news@shop.example\nSubject: viasendmail\n\nbody\n' |
+    pf_sendmail -f news@shop.example ok@example.org quit@example.org
+wait_for viasendmail
+check "sendmail: quit@ dropped, ok@ delivered" [ "$(rcpts_of "$(arrived viasendmail)")" = "ok@example.org " ]
+
+# mail needing nothing passes byte for byte (after Postfix's own Received)
+send plain "X-Test: plain\\n" ok@example.org
+wait_for plain
+P=$(arrived plain)
+check "headers as sent" sh -c "grep -q '^X-Test: plain' '$P' && grep -q '^From: Shop <news@shop.example>' '$P'"
+
+# the milter gone: Postfix tempfails, nothing is lost; back, it delivers
+kill "$MILTER_PID"
+wait "$MILTER_PID" 2>/dev/null || true
+MILTER_PID=
+send nomilter "" ok@example.org
+check "tempfail without the milter ($(cat "$WORK/reply"))" grep -q '^4' "$WORK/reply"
+start_milter
+send nomilter "" ok@example.org
+check "accepted with the milter back" grep -q '^250' "$WORK/reply"
+wait_for nomilter
+done_ok
