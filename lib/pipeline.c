@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include "address.h"
@@ -29,6 +30,7 @@ struct pipeline {
     char *mailto_local;   /* "unsubscribe" */
     char *mailto_domain;  /* "example.com" */
     int keep_existing;    /* unsubscribe.keep_existing */
+    pthread_mutex_t lock; /* for unsigned_: threads share a pipeline */
     struct buf unsigned_; /* "\n"-separated domains already reported unsigned */
 };
 
@@ -98,6 +100,7 @@ struct pipeline *pipeline_new(const struct conf *conf, struct store *st,
     p->store = st;
     buf_init(&p->keys_why, 64);
     buf_init(&p->unsigned_, 64);
+    pthread_mutex_init(&p->lock, NULL);
     p->keep_existing = conf_bool(conf, "unsubscribe.keep_existing");
     if (url_base(conf_string(conf, "tracker.url"), domain, &p->url_base, why) < 0 ||
         mailto(p, conf_string(conf, "unsubscribe.mailto"), domain, why) < 0 ||
@@ -123,6 +126,7 @@ void pipeline_free(struct pipeline *p)
     myfree(p->mailto_domain);
     buf_release(&p->keys_why);
     buf_release(&p->unsigned_);
+    pthread_mutex_destroy(&p->lock);
     myfree(p);
 }
 
@@ -240,20 +244,23 @@ out:
     return rc;
 }
 
-/* sign - prepend the DKIM signatures of the From domain's keys to msg */
-static int sign(struct pipeline *p, struct buf *msg, int *signed_by, struct buf *why)
+/*
+ * sign - the DKIM signatures of the From domain's keys over msg, appended to
+ * sigs (each field ending in CRLF, in the order to prepend them)
+ */
+static int sign(struct pipeline *p, const char *msg, size_t len, struct buf *sigs,
+                int *signed_by, struct buf *why)
 {
-    size_t body, hlen = header_split(msg->data, msg->len, &body);
+    size_t body, hlen = header_split(msg, len, &body);
     struct header_field from;
     struct dkim_key *keys[DKIM_KEYS_MAX];
-    struct buf value, dom, err, sigs;
+    struct buf value, dom, err;
     int n = 0, rc = 0;
 
     buf_init(&value, 128);
     buf_init(&dom, 64);
     buf_init(&err, 64);
-    buf_init(&sigs, 1024);
-    if (!header_find(msg->data, hlen, "From", &from)) {
+    if (!header_find(msg, hlen, "From", &from)) {
         msg_warn("a message without From is not signed");
         goto out;
     }
@@ -273,21 +280,19 @@ static int sign(struct pipeline *p, struct buf *msg, int *signed_by, struct buf 
         struct buf line;
         buf_init(&line, 64);
         buf_printf(&line, "\n%s\n", buf_str(&dom));
+        pthread_mutex_lock(&p->lock);
         if (memmem(p->unsigned_.data, p->unsigned_.len, line.data, line.len) == NULL) {
             msg_info("no DKIM key for %s: its mail leaves unsigned", buf_str(&dom));
             buf_append(&p->unsigned_, line.data, line.len - 1);
         }
+        pthread_mutex_unlock(&p->lock);
         buf_release(&line);
         goto out;
     }
-    if (dkim_sign_message(keys, (size_t)n, &p->dkim, msg->data, msg->len, &sigs, &err) <
-        0) {
+    if (dkim_sign_message(keys, (size_t)n, &p->dkim, msg, len, sigs, &err) < 0) {
         rc = buf_error(why, "cannot sign for %s: %s", buf_str(&dom), buf_str(&err));
         goto out;
     }
-    buf_append(&sigs, msg->data, msg->len);
-    buf_reset(msg);
-    buf_append(msg, sigs.data, sigs.len);
     if (signed_by)
         *signed_by = n;
 out:
@@ -296,22 +301,25 @@ out:
     buf_release(&value);
     buf_release(&dom);
     buf_release(&err);
-    buf_release(&sigs);
     return rc;
 }
 
-/* pipeline_personalise - see pipeline.h */
-int pipeline_personalise(struct pipeline *p, const struct pipeline_copy *c,
-                         const char *msg, size_t len, struct buf *out, int *signed_by,
-                         struct buf *why)
+/*
+ * build - the copy before signing into out (emptied first): the header
+ * without X-SMTPAPI (and without the application's unsubscribe fields when
+ * ours replace them), our fields, the body; our fields also to added (if
+ * not NULL), and whether the application's were left out to *drop_own
+ */
+static int build(struct pipeline *p, const struct pipeline_copy *c, const char *msg,
+                 size_t len, struct buf *out, struct buf *added, int *drop_own,
+                 struct buf *why)
 {
-    size_t body, hlen = header_split(msg, len, &body), pos = 0;
+    size_t body, hlen = header_split(msg, len, &body), pos = 0, mark;
     struct header_field f;
     int add = needs_unsubscribe(c), own = 0;
 
-    if (signed_by)
-        *signed_by = 0;
     buf_reset(out);
+    *drop_own = 0;
     if (add && p->keep_existing) {
         own = header_find(msg, hlen, "List-Unsubscribe", &f);
         add = !own;
@@ -319,15 +327,104 @@ int pipeline_personalise(struct pipeline *p, const struct pipeline_copy *c,
     while (header_next(msg, hlen, &pos, &f)) {
         if (header_is(&f, PIPELINE_SMTPAPI_FIELD))
             continue;
-        if (add &&
-            (header_is(&f, "List-Unsubscribe") || header_is(&f, "List-Unsubscribe-Post")))
-            continue; /* ours replace the application's */
+        if (add && (header_is(&f, "List-Unsubscribe") ||
+                    header_is(&f, "List-Unsubscribe-Post"))) {
+            *drop_own = 1; /* ours replace the application's */
+            continue;
+        }
         buf_append(out, f.start, f.len);
     }
+    mark = out->len;
     if (add && unsubscribe_fields(p, c, out, why) < 0)
         return -1;
+    if (added)
+        buf_append(added, out->data + mark, out->len - mark);
     buf_append(out, msg + hlen, len - hlen);
-    return sign(p, out, signed_by, why);
+    return 0;
+}
+
+/* pipeline_personalise - see pipeline.h */
+int pipeline_personalise(struct pipeline *p, const struct pipeline_copy *c,
+                         const char *msg, size_t len, struct buf *out, int *signed_by,
+                         struct buf *why)
+{
+    struct buf sigs;
+    int drop_own, rc;
+
+    if (signed_by)
+        *signed_by = 0;
+    if (build(p, c, msg, len, out, NULL, &drop_own, why) < 0)
+        return -1;
+    buf_init(&sigs, 1024);
+    if ((rc = sign(p, out->data, out->len, &sigs, signed_by, why)) == 0 && sigs.len > 0) {
+        buf_append(&sigs, out->data, out->len);
+        buf_reset(out);
+        buf_append(out, sigs.data, sigs.len);
+    }
+    buf_release(&sigs);
+    return rc;
+}
+
+/* pipeline_changes - see pipeline.h */
+int pipeline_changes(struct pipeline *p, const struct pipeline_copy *c, const char *msg,
+                     size_t len, struct pipeline_change *ch, struct buf *why)
+{
+    struct buf copy;
+    int rc;
+
+    buf_reset(&ch->added);
+    buf_reset(&ch->sigs);
+    ch->signed_by = 0;
+    buf_init(&copy, len + 1024);
+    rc = build(p, c, msg, len, &copy, &ch->added, &ch->drop_own, why);
+    if (rc == 0)
+        rc = sign(p, copy.data, copy.len, &ch->sigs, &ch->signed_by, why);
+    buf_release(&copy);
+    return rc;
+}
+
+/* pipeline_may_change - see pipeline.h */
+int pipeline_may_change(struct pipeline *p, const char *tenant, const char *from_addr)
+{
+    struct dkim_key *keys[DKIM_KEYS_MAX];
+    struct store_hits hits;
+    struct buf dom, addr, err;
+    int n, rc = 1;
+
+    buf_init(&dom, 64);
+    buf_init(&addr, 64);
+    buf_init(&err, 64);
+    store_hits_init(&hits);
+    if (from_addr == NULL || address_normalize(from_addr, &addr, &err) < 0 ||
+        dkim_domain_normalize(address_domain(buf_str(&addr)), &dom, &err) < 0)
+        goto out; /* cannot tell: assume it may */
+    if ((n = dkim_keyring_find(p->keyring, buf_str(&dom), keys, &err)) != 0) {
+        for (int i = 0; i < n; i++)
+            dkim_key_free(keys[i]);
+        goto out; /* a key signs it (or the store cannot say) */
+    }
+    if (store_lookup(p->store, tenant, buf_str(&addr), STORE_NO_GROUP, &hits, &err) < 0 ||
+        hits.default_group != 0)
+        goto out; /* the tenant's default group: unsubscribe headers */
+    rc = 0;
+out:
+    store_hits_free(&hits);
+    buf_release(&dom);
+    buf_release(&addr);
+    buf_release(&err);
+    return rc;
+}
+
+/* pipeline_per_recipient - see pipeline.h */
+int pipeline_per_recipient(const struct pipeline *p, const struct pipeline_copy *c,
+                           const char *msg, size_t len)
+{
+    size_t body, hlen = header_split(msg, len, &body);
+    struct header_field f;
+
+    if (!needs_unsubscribe(c))
+        return 0;
+    return !(p->keep_existing && header_find(msg, hlen, "List-Unsubscribe", &f));
 }
 
 /* The event fields a sender's unique_args may never set (SendGrid's rule). */

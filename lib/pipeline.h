@@ -16,7 +16,8 @@
  * what Gmail and Yahoo refuse, so those recipients are deferred with the
  * reason and the administrator sees it in the queue.
  *
- * Messages are in canonical form (CRLF), as the spool holds them.
+ * Messages are in canonical form (CRLF), as the spool holds them.  Threads
+ * may share a pipeline (the store and the keyring lock themselves).
  */
 #ifndef SG_PIPELINE_H
 #define SG_PIPELINE_H
@@ -106,6 +107,40 @@ struct pipeline_copy {
 int pipeline_personalise(struct pipeline *p, const struct pipeline_copy *c,
                          const char *msg, size_t len, struct buf *out, int *signed_by,
                          struct buf *why);
+
+/* What a copy changes, as a milter applies it to the MTA's message. */
+struct pipeline_change {
+    int drop_own;     /* remove the application's List-Unsubscribe(-Post) */
+    struct buf added; /* fields to add at the end of the header, each with CRLF */
+    struct buf sigs;  /* DKIM-Signature fields to insert first, each with CRLF */
+    int signed_by;
+};
+
+/*
+ * pipeline_changes - what pipeline_personalise would do to msg for c, as
+ * separate changes (ch's bufs initialised by the caller): the message with
+ * X-SMTPAPI removed, the application's fields dropped when drop_own, added
+ * appended to the header and sigs put first is the personalised copy.  0,
+ * or -1 with why filled.
+ */
+int pipeline_changes(struct pipeline *p, const struct pipeline_copy *c, const char *msg,
+                     size_t len, struct pipeline_change *ch, struct buf *why);
+
+/*
+ * pipeline_may_change - could a message from from_addr (the From address)
+ * of this tenant without X-SMTPAPI be changed: does its domain have a DKIM
+ * key, or the tenant a default group?  1 also when it cannot tell; 0 means
+ * the milter need not see the body.
+ */
+int pipeline_may_change(struct pipeline *p, const char *tenant, const char *from_addr);
+
+/*
+ * pipeline_per_recipient - do recipients of this message get different
+ * copies (their own unsubscribe fields)?  Signing alone does not make them
+ * differ.
+ */
+int pipeline_per_recipient(const struct pipeline *p, const struct pipeline_copy *c,
+                           const char *msg, size_t len);
 
 /*
  * pipeline_event - what an event about this message carries besides the

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libmilter/mfapi.h>
@@ -35,12 +36,16 @@
 #include "msg.h"
 #include "mymalloc.h"
 #include "pipeline.h"
+#include "spool.h"
 #include "store.h"
+#include "header.h"
 
 /* What every thread shares, read-only after start. */
 static struct conf *conf;
 static struct store *store;
 static struct pipeline *pl;
+static struct spool *spool;
+static int skip_ok; /* the MTA takes SMFIS_SKIP from the body callback */
 
 /* One connection's current message. */
 struct msgctx {
@@ -52,6 +57,12 @@ struct msgctx {
     int n_smtpapi;
     struct buf from; /* the first From value */
     int have_from;
+    int n_lu, n_lup;     /* List-Unsubscribe and List-Unsubscribe-Post fields seen */
+    struct buf hdrs;     /* the header as seen, "Name: value" CRLF each */
+    struct buf body;     /* the body, when it may be needed */
+    int need_body;       /* decided at the end of the header */
+    char *tenant;        /* decided at the end of the header */
+    struct buf fromaddr; /* the From address */
 };
 
 /* unbracket - "<a@b>" (perhaps with ESMTP parameters) as "a@b" */
@@ -79,8 +90,20 @@ static void msg_reset(struct msgctx *m)
     m->nrcpts = m->cap = 0;
     buf_reset(&m->smtpapi);
     buf_reset(&m->from);
-    m->n_smtpapi = 0;
-    m->have_from = 0;
+    buf_reset(&m->hdrs);
+    buf_reset(&m->body);
+    buf_reset(&m->fromaddr);
+    myfree(m->tenant);
+    m->tenant = NULL;
+    m->n_smtpapi = m->n_lu = m->n_lup = 0;
+    m->have_from = m->need_body = 0;
+}
+
+/* domain_of - the domain of an address, or NULL */
+static const char *domain_of(const char *addr)
+{
+    const char *at = addr ? strrchr(addr, '@') : NULL;
+    return at && at[1] ? at + 1 : NULL;
 }
 
 static struct msgctx *ctx_of(SMFICTX *ctx)
@@ -113,10 +136,14 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     (void)f2;
     (void)f3;
     /* only the actions used, and only the steps needed: no body */
-    if ((f0 & (SMFIF_DELRCPT | SMFIF_CHGHDRS)) != (SMFIF_DELRCPT | SMFIF_CHGHDRS))
+    const unsigned long want = SMFIF_DELRCPT | SMFIF_CHGHDRS | SMFIF_ADDHDRS;
+
+    if ((f0 & want) != want)
         return SMFIS_REJECT;
-    *pf0 = SMFIF_DELRCPT | SMFIF_CHGHDRS;
-    *pf1 = f1 & (SMFIP_NOBODY | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOHELO);
+    *pf0 = want;
+    /* the body only when the header says it is needed (SMFIS_SKIP) */
+    *pf1 = f1 & (SMFIP_SKIP | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOHELO);
+    skip_ok = (f1 & SMFIP_SKIP) != 0;
     *pf2 = *pf3 = 0;
     return SMFIS_CONTINUE;
 }
@@ -129,6 +156,9 @@ static sfsistat cb_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *sa)
     (void)sa;
     buf_init(&m->smtpapi, 256);
     buf_init(&m->from, 128);
+    buf_init(&m->hdrs, 4096);
+    buf_init(&m->body, 4096);
+    buf_init(&m->fromaddr, 64);
     smfi_setpriv(ctx, m);
     return SMFIS_CONTINUE;
 }
@@ -165,7 +195,47 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
     } else if (strcasecmp(name, "From") == 0 && !m->have_from) {
         buf_puts(&m->from, value);
         m->have_from = 1;
+    } else if (strcasecmp(name, "List-Unsubscribe") == 0) {
+        m->n_lu++;
+    } else if (strcasecmp(name, "List-Unsubscribe-Post") == 0) {
+        m->n_lup++;
     }
+    /* the header as the message will carry it, in canonical form */
+    buf_printf(&m->hdrs, "%s: ", name);
+    for (const char *v = value; *v; v++) {
+        if (*v == '\r' && v[1] == '\n')
+            continue;
+        if (*v == '\n')
+            buf_putc(&m->hdrs, '\r');
+        buf_putc(&m->hdrs, *v);
+    }
+    buf_puts(&m->hdrs, "\r\n");
+    return SMFIS_CONTINUE;
+}
+
+/* cb_eoh - the tenant, and whether the body is needed at all */
+static sfsistat cb_eoh(SMFICTX *ctx)
+{
+    struct msgctx *m = ctx_of(ctx);
+
+    if (m->have_from)
+        addrlist_first(m->from.data, m->from.len, &m->fromaddr, NULL);
+    m->tenant = mystrdup(
+        conf_tenant_for(conf, m->auth, domain_of(m->sender),
+                        domain_of(m->fromaddr.len ? buf_str(&m->fromaddr) : NULL)));
+    m->need_body = m->n_smtpapi > 0 ||
+                   pipeline_may_change(pl, m->tenant,
+                                       m->fromaddr.len ? buf_str(&m->fromaddr) : NULL);
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat cb_body(SMFICTX *ctx, unsigned char *data, size_t len)
+{
+    struct msgctx *m = ctx_of(ctx);
+
+    if (!m->need_body)
+        return skip_ok ? SMFIS_SKIP : SMFIS_CONTINUE;
+    buf_append(&m->body, data, len);
     return SMFIS_CONTINUE;
 }
 
@@ -187,11 +257,118 @@ static void record(SMFICTX *ctx, const char *tenant, const char *addr, const cha
     buf_release(&why);
 }
 
-/* domain_of - the domain of an address, or NULL */
-static const char *domain_of(const char *addr)
+/*
+ * apply_fields - each "Name: value" CRLF field of fields added at the end
+ * of the header, or (first) inserted at its top, keeping their order
+ */
+static int apply_fields(SMFICTX *ctx, const struct buf *fields, int first)
 {
-    const char *at = addr ? strrchr(addr, '@') : NULL;
-    return at && at[1] ? at + 1 : NULL;
+    size_t pos = 0, n = 0, cap = 0;
+    struct header_field f, *all = NULL;
+    int rc = 0;
+
+    while (header_next(fields->data, fields->len, &pos, &f)) {
+        all = mygrow(all, &cap, n, sizeof(*all));
+        all[n++] = f;
+    }
+    for (size_t k = 0; k < n && rc == 0; k++) {
+        struct header_field *h = &all[first ? n - 1 - k : k];
+        char *name = mystrndup(h->name, h->name_len);
+        struct buf v;
+        const char *p = h->value, *end = h->value + h->value_len;
+        buf_init(&v, h->value_len + 1);
+        if (p < end && *p == ' ')
+            p++;
+        for (; p < end; p++)
+            if (*p != '\r')
+                buf_putc(&v, *p); /* folding as the MTA wants it: LF only */
+        if ((first ? smfi_insheader(ctx, 0, name, v.data)
+                   : smfi_addheader(ctx, name, v.data)) != MI_SUCCESS)
+            rc = -1;
+        buf_release(&v);
+        myfree(name);
+    }
+    myfree(all);
+    return rc;
+}
+
+/*
+ * personalise - the unsubscribe fields and signature for the recipient the
+ * MTA keeps; when recipients get different copies, the others are written
+ * once to the spool (durable before the answer) for the relay to send, and
+ * removed from the transaction
+ */
+static sfsistat personalise(SMFICTX *ctx, struct msgctx *m,
+                            const struct smtpapi_opts *opts,
+                            const struct pipeline_decision *d, char **addrs, size_t kept)
+{
+    struct buf msg, why;
+    struct pipeline_copy c;
+    struct pipeline_change ch;
+    size_t first = 0;
+    sfsistat rc = SMFIS_CONTINUE;
+
+    while (d[first].action == POLICY_DROP)
+        first++;
+    buf_init(&msg, m->hdrs.len + m->body.len + 2);
+    buf_init(&why, 128);
+    buf_init(&ch.added, 512);
+    buf_init(&ch.sigs, 1024);
+    buf_append(&msg, m->hdrs.data, m->hdrs.len);
+    buf_puts(&msg, "\r\n");
+    buf_append(&msg, m->body.data, m->body.len);
+    c.tenant = m->tenant;
+    c.message = queue_id(ctx);
+    c.rcpt = addrs[first];
+    c.group = d[first].group;
+    c.opts = opts;
+    /* first what can fail: nothing is handed over for a message tempfailed */
+    if (pipeline_changes(pl, &c, msg.data, msg.len, &ch, &why) < 0) {
+        rc = on_error(ctx, buf_str(&why));
+        goto out;
+    }
+    if (kept > 1 && pipeline_per_recipient(pl, &c, msg.data, msg.len)) {
+        struct spool_env env;
+        char id[SPOOL_ID_MAX];
+        spool_env_init(&env);
+        env.sender = mystrdup(m->sender);
+        env.tenant = mystrdup(m->tenant);
+        env.origin = mystrdup("milter");
+        env.created = (int64_t)time(NULL);
+        env.uid = getuid();
+        env.policy_done = 1;
+        for (size_t i = first + 1; i < m->nrcpts; i++)
+            if (d[i].action != POLICY_DROP)
+                spool_env_add(&env, addrs[i], NULL, 0);
+        if (spool_submit(spool, &env, msg.data, msg.len, 0, id, NULL, &why) < 0) {
+            rc = on_error(ctx, buf_str(&why));
+            spool_env_release(&env);
+            goto out;
+        }
+        spool_env_release(&env);
+        msg_info("%s: %zu recipient(s) handed to the relay as %s", queue_id(ctx),
+                 kept - 1, id);
+        for (size_t i = first + 1; i < m->nrcpts; i++)
+            if (d[i].action != POLICY_DROP &&
+                smfi_delrcpt(ctx, m->rcpts[i]) != MI_SUCCESS) {
+                rc = on_error(ctx, "the MTA refused to remove a recipient");
+                goto out;
+            }
+    }
+    if (ch.drop_own) {
+        for (int k = m->n_lu; k >= 1; k--)
+            smfi_chgheader(ctx, "List-Unsubscribe", k, NULL);
+        for (int k = m->n_lup; k >= 1; k--)
+            smfi_chgheader(ctx, "List-Unsubscribe-Post", k, NULL);
+    }
+    if (apply_fields(ctx, &ch.added, 0) < 0 || apply_fields(ctx, &ch.sigs, 1) < 0)
+        rc = on_error(ctx, "the MTA refused a header change");
+out:
+    buf_release(&msg);
+    buf_release(&why);
+    buf_release(&ch.added);
+    buf_release(&ch.sigs);
+    return rc;
 }
 
 static sfsistat cb_eom(SMFICTX *ctx)
@@ -199,7 +376,7 @@ static sfsistat cb_eom(SMFICTX *ctx)
     struct msgctx *m = ctx_of(ctx);
     struct smtpapi_opts opts;
     struct pipeline_decision *d;
-    struct buf why, from_addr;
+    struct buf why;
     const char *tenant;
     char **addrs;
     size_t kept = 0;
@@ -207,7 +384,6 @@ static sfsistat cb_eom(SMFICTX *ctx)
 
     smtpapi_init(&opts);
     buf_init(&why, 128);
-    buf_init(&from_addr, 64);
     if (m->n_smtpapi > 1 ||
         (m->n_smtpapi == 1 && pipeline_options_field(conf, m->smtpapi.data,
                                                      m->smtpapi.len, &opts, &why) < 0)) {
@@ -223,17 +399,13 @@ static sfsistat cb_eom(SMFICTX *ctx)
             buf_release(&text);
             smtpapi_free(&opts);
             buf_release(&why);
-            buf_release(&from_addr);
             return SMFIS_REJECT;
         }
         msg_info("%s: X-SMTPAPI ignored: %s", queue_id(ctx), buf_str(&why));
         smtpapi_free(&opts);
         smtpapi_init(&opts);
     }
-    if (m->have_from)
-        addrlist_first(m->from.data, m->from.len, &from_addr, NULL);
-    tenant = conf_tenant_for(conf, m->auth, domain_of(m->sender),
-                             domain_of(from_addr.len ? buf_str(&from_addr) : NULL));
+    tenant = m->tenant;
 
     /* every decision first: a store error changes nothing */
     d = mycalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*d));
@@ -274,6 +446,8 @@ static sfsistat cb_eom(SMFICTX *ctx)
         } else {
             rc = SMFIS_DISCARD; /* the client is never told which lists */
         }
+    } else if (kept > 0 && m->need_body) {
+        rc = personalise(ctx, m, &opts, d, addrs, kept);
     }
 out:
     for (size_t i = 0; i < m->nrcpts; i++)
@@ -282,7 +456,6 @@ out:
     myfree(d);
     smtpapi_free(&opts);
     buf_release(&why);
-    buf_release(&from_addr);
     return rc;
 }
 
@@ -303,6 +476,9 @@ static sfsistat cb_close(SMFICTX *ctx)
         msg_reset(m);
         buf_release(&m->smtpapi);
         buf_release(&m->from);
+        buf_release(&m->hdrs);
+        buf_release(&m->body);
+        buf_release(&m->fromaddr);
         myfree(m);
         smfi_setpriv(ctx, NULL);
     }
@@ -312,11 +488,13 @@ static sfsistat cb_close(SMFICTX *ctx)
 static struct smfiDesc desc = {
     .xxfi_name = "sgmilter",
     .xxfi_version = SMFI_VERSION,
-    .xxfi_flags = SMFIF_DELRCPT | SMFIF_CHGHDRS,
+    .xxfi_flags = SMFIF_DELRCPT | SMFIF_CHGHDRS | SMFIF_ADDHDRS,
     .xxfi_connect = cb_connect,
     .xxfi_envfrom = cb_envfrom,
     .xxfi_envrcpt = cb_envrcpt,
     .xxfi_header = cb_header,
+    .xxfi_eoh = cb_eoh,
+    .xxfi_body = cb_body,
     .xxfi_eom = cb_eom,
     .xxfi_abort = cb_abort,
     .xxfi_close = cb_close,
@@ -385,6 +563,10 @@ int main(int argc, char **argv)
         return EX_CONFIG;
     }
     if ((store = store_open(conf_string(conf, "store.path"), STORE_READ, &why)) == NULL) {
+        fprintf(stderr, "sgmilter: %s\n", buf_str(&why));
+        return EX_UNAVAILABLE;
+    }
+    if ((spool = spool_open(conf_string(conf, "spool.path"), 0, &why)) == NULL) {
         fprintf(stderr, "sgmilter: %s\n", buf_str(&why));
         return EX_UNAVAILABLE;
     }

@@ -904,6 +904,21 @@ static void job_free(struct job *j)
     job_release_copy(j);
 }
 
+/* from_milter - an entry sgmilter handed over, to personalise and sign */
+static int from_milter(const struct spool_entry *e)
+{
+    return strcmp(e->env.origin, "milter") == 0;
+}
+
+/* any_from_milter - does the batch hold one? */
+static int any_from_milter(struct spool_entry **entries, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (from_milter(entries[i]))
+            return 1;
+    return 0;
+}
+
 /* relay_deliver - see relay.h */
 void relay_deliver(struct relay *r, struct spool_entry **entries, size_t n)
 {
@@ -925,7 +940,7 @@ void relay_deliver(struct relay *r, struct spool_entry **entries, size_t n)
             goto keep;
         }
     }
-    if (conf_bool(r->conf, "relay.policy")) {
+    if (conf_bool(r->conf, "relay.policy") || any_from_milter(entries, n)) {
         if ((st = store_open(conf_string(r->conf, "store.path"), STORE_READ, &why)) ==
                 NULL ||
             (pl = pipeline_new(r->conf, st, r->domain, &why)) == NULL) {
@@ -936,8 +951,12 @@ void relay_deliver(struct relay *r, struct spool_entry **entries, size_t n)
     }
     for (size_t i = 0; i < n; i++) {
         smtpapi_init(&opts[i]);
+        /* the pipeline for everything with relay.policy, else for the milter's */
         if (spool_entry_pending(entries[i]) > 0)
-            plan(r, pl, entries[i], &opts[i], &jobs, &cap, &njobs);
+            plan(r,
+                 conf_bool(r->conf, "relay.policy") || from_milter(entries[i]) ? pl
+                                                                               : NULL,
+                 entries[i], &opts[i], &jobs, &cap, &njobs);
         if (spool_entry_pending(entries[i]) == 0) { /* all dropped, or nothing left */
             if (spool_entry_remove(entries[i], &why) < 0)
                 msg_warn("%s", buf_str(&why));

@@ -32,10 +32,16 @@ MPORT=$(free_port)
 CONF="$WORK/sendguard.conf"
 cat >"$CONF" <<EOF
 store = { path = "$WORK/store"; };
+spool = { path = "$WORK/spool"; };
+dkim = { key_dir = "$WORK/keys"; };
+secrets = { token_key_file = "$WORK/token.key"; };
+tracker = { url = "https://t.example.net"; };
+relay = { smarthost = "127.0.0.1:SINKPORT"; domain = "relay.test"; starttls = "none"; };
 milter = { socket = "inet:$MPORT@127.0.0.1"; pid_file = "$WORK/sgmilter.pid"; };
 EOF
+sed -i "s/SINKPORT/$SINKP/" "$CONF"
 A="-c $CONF"
-mkdir -p "$WORK/store"
+mkdir -p "$WORK/store" "$WORK/spool/tmp" "$WORK/spool/queue" "$WORK/spool/defer"
 expect 0 $A --json groups create --name Newsletter
 GID=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$WORK/out")
 expect 0 $A bounces add gone@example.org
@@ -46,6 +52,9 @@ expect 0 $A unsubscribes add "$(printf '%s' digest@example.org | md5sum | cut -c
 expect 0 $A group-suppressions add "$GID" left@example.org
 expect 0 $A bounces add vip@example.org
 expect 0 $A allow-list add vip@example.org
+expect 0 $A token generate
+expect 0 $A dkim generate --domain shop.example --selector s1
+VERIFY="$SG_TOP_SRCDIR/tests/integration/dkim_verify.py"
 
 # start_milter - sgmilter in the foreground, until its port answers
 start_milter() {
@@ -70,10 +79,11 @@ send() {
     hdrs=$2
     shift 2
     $PY - "$SMTP" "$subj" "$hdrs" "$@" >"$WORK/reply" 2>&1 <<'PY' || true
-import smtplib, sys
+import os, smtplib, sys
 port, subj, hdrs, rcpts = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
-msg = "From: Shop <news@shop.example>\r\nTo: undisclosed-recipients:;\r\nSubject: %s\r\n%s\r\nbody of %s\r\n" % (
-    subj, hdrs.replace("\\n", "\r\n"), subj)
+msg = "From: %s\r\nTo: undisclosed-recipients:;\r\nSubject: %s\r\n%s\r\nbody of %s\r\n" % (
+    os.environ.get("SEND_FROM", "Shop <news@shop.example>"), subj,
+    hdrs.replace("\\n", "\r\n"), subj)
 s = smtplib.SMTP("127.0.0.1", port)
 try:
     refused = s.sendmail("news@shop.example", rcpts, msg)
@@ -109,16 +119,38 @@ rcpts_of() {
 send group "X-SMTPAPI: {\"asm_group_id\": $GID, \"category\": [\"weekly\"]}\\n" \
     ok@example.org gone@example.org spam@example.org quit@example.org x@closed.example \
     digest@example.org left@example.org vip@example.org
-check "accepted ($(cat "$WORK/reply"))" grep -q '^250' "$WORK/reply"
+check "accepted ($(cat "$WORK/reply"))" grep -q "^250" "$WORK/reply"
 wait_for group
 F=$(arrived group)
-check "only ok and vip received it ($(rcpts_of "$F"))" [ "$(rcpts_of "$F")" = "ok@example.org vip@example.org " ]
+check "Postfix delivered it to ok@ only ($(rcpts_of "$F"))" [ "$(rcpts_of "$F")" = "ok@example.org " ]
 check_not "X-SMTPAPI never leaves" grep -qi '^X-SMTPAPI' "$F"
+# vip@ was handed to the relay, durably, for a copy of its own
+check "one entry handed to the relay" [ "$(count_files "$WORK/spool/queue" '*')" -eq 1 ]
+"$SGRELAY" -C "$CONF" -q
+check "the relay's queue is empty" [ "$(count_files "$WORK/spool/queue" '*')" -eq 0 ]
+for _ in $(seq 50); do [ "$(grep -l '^Subject: group$' "$WORK"/sink/*.* | wc -l)" -ge 2 ] && break; sleep 0.1; done
+V=$(grep -l '^X-Rcpt-Args: <vip@example.org>' $(grep -l '^Subject: group$' "$WORK"/sink/*.*) | head -1)
+check "vip@ got its own copy through the relay" [ -n "$V" ]
+for f in "$F" "$V"; do
+    who=$(rcpts_of "$f" | tr -d ' ')
+    # what the recipient's server would see: without smtp-sink's own lines
+    grep -v '^X-\(Client-Addr\|Client-Proto\|Helo-Args\|Mail-Args\|Rcpt-Args\):' "$f" >"$WORK/got.eml"
+    check_not "no X-SMTPAPI for $who" grep -qi '^X-SMTPAPI' "$WORK/got.eml"
+    check "List-Unsubscribe-Post for $who" grep -q '^List-Unsubscribe-Post: List-Unsubscribe=One-Click' "$WORK/got.eml"
+    tok=$($PY -c 'import email,re,sys; m=email.message_from_binary_file(open(sys.argv[1],"rb")); print(re.search(r"/u/([A-Za-z0-9_-]+)>", m["List-Unsubscribe"]).group(1))' "$WORK/got.eml")
+    expect 0 $A --json token decode "$tok"
+    json "j['recipient'] == '$who' and j['group'] == $GID"
+    $PY "$VERIFY" "$WORK/got.eml" "s1,shop.example,$WORK/keys/shop.example/s1.pem" >"$WORK/verify" 2>&1 ||
+        fail "DKIM of $who's copy does not verify: $(cat "$WORK/verify")"
+    CHECKS=$((CHECKS + 1))
+done
 expect 0 $A --json events list --type dropped
 json "sorted((e['email'], e['reason']) for e in j) == sorted([('gone@example.org','bounce'), ('spam@example.org','spam_report'), ('quit@example.org','global_unsubscribe'), ('x@closed.example','global_unsubscribe'), ('digest@example.org','global_unsubscribe'), ('left@example.org','group_unsubscribe')])"
 json "all(e.get('category') == ['weekly'] and e.get('asm_group_id') == $GID for e in j)"
 expect 0 $A --json events list --type processed
 json "len(j) == 8"
+expect 0 $A --json events list --type delivered
+json "[e['email'] for e in j] == ['vip@example.org']"
 
 # without the group, left@ is not suppressed; with a bypass filter gone@ is not
 send nogroup "" left@example.org
@@ -144,11 +176,14 @@ printf 'From: news@shop.example\nSubject: viasendmail\n\nbody\n' |
 wait_for viasendmail
 check "sendmail: quit@ dropped, ok@ delivered" [ "$(rcpts_of "$(arrived viasendmail)")" = "ok@example.org " ]
 
-# mail needing nothing passes byte for byte (after Postfix's own Received)
+# mail needing nothing (no group, no key for its domain) passes unchanged
+SEND_FROM="Other <a@other.example>"
+export SEND_FROM
 send plain "X-Test: plain\\n" ok@example.org
 wait_for plain
 P=$(arrived plain)
-check "headers as sent" sh -c "grep -q '^X-Test: plain' '$P' && grep -q '^From: Shop <news@shop.example>' '$P'"
+check "headers as sent" sh -c "grep -q '^X-Test: plain' '$P' && grep -q '^From: Other <a@other.example>' '$P'"
+check_not "no signature, no unsubscribe fields" grep -qi '^DKIM-Signature\|^List-Unsubscribe' "$P"
 
 # the milter gone: Postfix tempfails, nothing is lost; back, it delivers
 kill "$MILTER_PID"

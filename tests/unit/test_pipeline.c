@@ -373,6 +373,78 @@ static void test_sign(void **state)
     buf_release(&why);
 }
 
+/* after_sigs - the text after the leading DKIM-Signature fields */
+static const char *after_sigs(const char *m)
+{
+    while (strncmp(m, "DKIM-Signature:", 15) == 0) {
+        do
+            m = strstr(m, "\r\n") + 2;
+        while (*m == ' ' || *m == '\t');
+    }
+    return m;
+}
+
+/* pipeline_changes: applied as a milter would, they make the same copy */
+static void test_changes(void **state)
+{
+    struct fx fx;
+    struct pipeline_copy c = {"default", "Q5", "e@example.org", 0, NULL};
+    struct pipeline_change ch;
+    struct buf out, mine, why;
+    struct dkim_key *k;
+    char path[128];
+    int replaced, nsig = 0;
+    struct store_dkim sd = {"shop.example", "s1", "ed25519-sha256", 0, path, 0};
+    const char api[] = "From: Shop <news@shop.example>\r\n"
+                       "X-SMTPAPI: {}\r\n"
+                       "Subject: s\r\n\r\nbody\r\n";
+    const char kept[] = "From: Shop <news@shop.example>\r\nSubject: s\r\n";
+
+    (void)state;
+    buf_init(&out, 256);
+    buf_init(&mine, 256);
+    buf_init(&why, 64);
+    buf_init(&ch.added, 256);
+    buf_init(&ch.sigs, 256);
+    open_fx(&fx, "", 1);
+    c.group = fx.group;
+    k = dkim_key_generate(DKIM_ED25519_SHA256, 0, "shop.example", "s1", &why);
+    assert_non_null(k);
+    snprintf(path, sizeof(path), "%s/s1.pem", fx.dir);
+    assert_int_equal(dkim_key_write(k, path, &why), 0);
+    dkim_key_free(k);
+    assert_int_equal(store_dkim_put(fx.st, &sd, &replaced, &why), 0);
+    assert_int_equal(pipeline_per_recipient(fx.p, &c, api, strlen(api)), 1);
+    assert_int_equal(pipeline_may_change(fx.p, "default", "news@shop.example"), 1);
+    assert_int_equal(pipeline_may_change(fx.p, "other", "a@other.example"), 0);
+    assert_int_equal(pipeline_personalise(fx.p, &c, api, strlen(api), &out, &nsig, &why),
+                     0);
+    assert_int_equal(pipeline_changes(fx.p, &c, api, strlen(api), &ch, &why), 0);
+    assert_int_equal(ch.signed_by, nsig);
+    assert_int_equal(ch.drop_own, 0);
+    assert_int_equal(strncmp(buf_str(&ch.sigs), "DKIM-Signature:", 15), 0);
+    assert_int_equal(strncmp(buf_str(&ch.added), "List-Unsubscribe: <https://", 27), 0);
+    /* the header without X-SMTPAPI, ours added, the body: the copy, tokens aside */
+    buf_puts(&mine, kept);
+    buf_append(&mine, ch.added.data, ch.added.len);
+    buf_puts(&mine, "\r\nbody\r\n");
+    {
+        const char *a = after_sigs(buf_str(&out)), *b = buf_str(&mine);
+        /* the tokens differ (random nonces): compare up to the first one */
+        size_t n = (size_t)(strstr(a, "/u/") - a);
+        assert_int_equal(strncmp(a, b, n + 3), 0);
+        assert_non_null(strstr(a, "\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click"
+                                  "\r\n\r\nbody\r\n"));
+        assert_int_equal(strlen(a), strlen(b));
+    }
+    close_fx(&fx);
+    buf_release(&out);
+    buf_release(&mine);
+    buf_release(&why);
+    buf_release(&ch.added);
+    buf_release(&ch.sigs);
+}
+
 /* pipeline_event: SendGrid's fields */
 static void test_event(void **state)
 {
@@ -439,6 +511,7 @@ int main(void)
         cmocka_unit_test(test_personalise), cmocka_unit_test(test_existing),
         cmocka_unit_test(test_no_key),      cmocka_unit_test(test_sign),
         cmocka_unit_test(test_event),       cmocka_unit_test(test_bad_settings),
+        cmocka_unit_test(test_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
