@@ -77,6 +77,7 @@ struct session_ctx {
     struct relay *r;
     int tls_required;
     const char *tls_name;
+    const char *host; /* the smarthost's name, for log lines */
     struct buf tls_error;
     char *password;
     auth_context_t actx;   /* given to the session once TLS is up */
@@ -91,7 +92,8 @@ struct session_ctx {
 static enum outcome judge(const smtp_status_t *mail, const smtp_status_t *rcpt,
                           const smtp_status_t *data, const smtp_status_t **decider);
 static char *status_text(const smtp_status_t *st);
-static void delivered(struct relay *r, struct job *j, size_t i, const char *reply);
+static void delivered(struct relay *r, struct job *j, size_t i, const char *reply,
+                      const char *host);
 
 /*
  * message_sent - mark a message's accepted recipients delivered as soon as
@@ -114,7 +116,7 @@ static void message_sent(struct session_ctx *sc, smtp_message_t m)
             if ((rst = smtp_recipient_status(j->rr[i])) != NULL &&
                 judge(mail, rst, data, &decider) == OUT_DELIVERED) {
                 char *reply = status_text(decider);
-                delivered(sc->r, j, i, reply);
+                delivered(sc->r, j, i, reply, sc->host);
                 myfree(reply);
             }
         break;
@@ -418,25 +420,23 @@ static void record(struct relay *r, struct spool_entry *e, size_t i, const char 
  * spool and recorded, once (as its data is accepted, see message_sent; or
  * from finish when that event did not come)
  */
-static void delivered(struct relay *r, struct job *j, size_t i, const char *reply)
+static void delivered(struct relay *r, struct job *j, size_t i, const char *reply,
+                      const char *host)
 {
     struct spool_entry *e = j->e;
     size_t ri = j->idx[i];
-    struct buf why, host;
+    struct buf why;
 
     if (j->noted[i])
         return;
     j->noted[i] = 1;
     buf_init(&why, 64);
-    buf_init(&host, 64);
-    smarthost_name(conf_string(r->conf, "relay.smarthost"), &host);
     msg_info("%s: to=<%s>, relay=%s, status=sent (%s)", e->id, e->env.rcpts[ri].addr,
-             buf_str(&host), reply);
+             host, reply);
     if (spool_entry_mark(e, ri, SPOOL_DELIVERED, &why) < 0)
         msg_warn("%s", buf_str(&why));
     record(r, e, ri, "delivered", reply, e->env.attempts + 1, j->opts, j->group);
     buf_release(&why);
-    buf_release(&host);
 }
 
 /* judge - a recipient's outcome from the statuses of its transaction */
@@ -489,6 +489,7 @@ static void run_session(struct relay *r, struct job *jobs, size_t njobs,
     buf_init(&fail, 128);
     buf_init(&server, 64);
     smarthost_name(conf_string(r->conf, "relay.smarthost"), &host);
+    sc.host = buf_str(&host);
     sc.tls_name = *conf_string(r->conf, "relay.tls_name")
                       ? conf_string(r->conf, "relay.tls_name")
                       : buf_str(&host);
@@ -696,7 +697,8 @@ static void finish(struct relay *r, struct spool_entry *e, struct job *jobs, siz
             const char *addr = e->env.rcpts[ri].addr;
             switch (j->out[i]) {
             case OUT_DELIVERED:
-                delivered(r, j, i, j->reply[i]); /* if message_sent did not */
+                delivered(r, j, i, j->reply[i],
+                          buf_str(&host)); /* if message_sent did not */
                 break;
             case OUT_FAILED:
                 msg_info("%s: to=<%s>, relay=%s, status=bounced (%s)", e->id, addr,
