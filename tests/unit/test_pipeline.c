@@ -322,28 +322,39 @@ static void test_no_key(void **state)
     buf_release(&why);
 }
 
+/* add_key - an Ed25519 key for shop.example (selector s1) in the store */
+static void add_key(struct fx *fx)
+{
+    char path[128];
+    struct store_dkim sd = {"shop.example", "s1", "ed25519-sha256", 0, path, 0};
+    struct dkim_key *k;
+    struct buf why;
+    int replaced;
+
+    buf_init(&why, 64);
+    k = dkim_key_generate(DKIM_ED25519_SHA256, 0, "shop.example", "s1", &why);
+    assert_non_null(k);
+    snprintf(path, sizeof(path), "%s/s1.pem", fx->dir);
+    assert_int_equal(dkim_key_write(k, path, &why), 0);
+    dkim_key_free(k);
+    assert_int_equal(store_dkim_put(fx->st, &sd, &replaced, &why), 0);
+    buf_release(&why);
+}
+
 /* a key for the From domain: a signature first, covering our fields */
 static void test_sign(void **state)
 {
     struct fx fx;
     struct pipeline_copy c = {"default", "Q4", "d@example.org", 0, NULL};
     struct buf out, why;
-    struct dkim_key *k;
-    char path[128];
-    int replaced, nsig = 0;
-    struct store_dkim sd = {"shop.example", "s1", "ed25519-sha256", 0, path, 0};
+    int nsig = 0;
 
     (void)state;
     buf_init(&out, 256);
     buf_init(&why, 64);
     open_fx(&fx, "", 1);
     c.group = fx.group;
-    k = dkim_key_generate(DKIM_ED25519_SHA256, 0, "shop.example", "s1", &why);
-    assert_non_null(k);
-    snprintf(path, sizeof(path), "%s/s1.pem", fx.dir);
-    assert_int_equal(dkim_key_write(k, path, &why), 0);
-    dkim_key_free(k);
-    assert_int_equal(store_dkim_put(fx.st, &sd, &replaced, &why), 0);
+    add_key(&fx);
     assert_int_equal(
         pipeline_personalise(fx.p, &c, plain, strlen(plain), &out, &nsig, &why), 0);
     assert_int_equal(nsig, 1);
@@ -391,10 +402,7 @@ static void test_changes(void **state)
     struct pipeline_copy c = {"default", "Q5", "e@example.org", 0, NULL};
     struct pipeline_change ch;
     struct buf out, mine, why;
-    struct dkim_key *k;
-    char path[128];
-    int replaced, nsig = 0;
-    struct store_dkim sd = {"shop.example", "s1", "ed25519-sha256", 0, path, 0};
+    int nsig = 0;
     const char api[] = "From: Shop <news@shop.example>\r\n"
                        "X-SMTPAPI: {}\r\n"
                        "Subject: s\r\n\r\nbody\r\n";
@@ -408,12 +416,7 @@ static void test_changes(void **state)
     buf_init(&ch.sigs, 256);
     open_fx(&fx, "", 1);
     c.group = fx.group;
-    k = dkim_key_generate(DKIM_ED25519_SHA256, 0, "shop.example", "s1", &why);
-    assert_non_null(k);
-    snprintf(path, sizeof(path), "%s/s1.pem", fx.dir);
-    assert_int_equal(dkim_key_write(k, path, &why), 0);
-    dkim_key_free(k);
-    assert_int_equal(store_dkim_put(fx.st, &sd, &replaced, &why), 0);
+    add_key(&fx);
     assert_int_equal(pipeline_per_recipient(fx.p, &c, api, strlen(api)), 1);
     assert_int_equal(pipeline_may_change(fx.p, "default", "news@shop.example"), 1);
     assert_int_equal(pipeline_may_change(fx.p, "other", "a@other.example"), 0);
