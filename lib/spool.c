@@ -47,6 +47,7 @@
 struct spool {
     char *path;
     int tmp_fd, queue_fd, defer_fd; /* the subdirectories */
+    int done_fd; /* "done": what once-only entries leave behind; -1 if none */
 };
 
 /* open_sub - open (and with create, make) one subdirectory */
@@ -80,13 +81,16 @@ struct spool *spool_open(const char *path, int create, struct buf *why)
     }
     sp = mycalloc(1, sizeof(*sp));
     sp->path = mystrdup(path);
-    sp->tmp_fd = sp->queue_fd = sp->defer_fd = -1;
+    sp->tmp_fd = sp->queue_fd = sp->defer_fd = sp->done_fd = -1;
     if ((sp->tmp_fd = open_sub(path, "tmp", create, why)) < 0 ||
         (sp->queue_fd = open_sub(path, "queue", create, why)) < 0 ||
         (sp->defer_fd = open_sub(path, "defer", create, why)) < 0) {
         spool_close(sp);
         return NULL;
     }
+    /* made by any process of the spool's group: spools older than it lack it */
+    if ((sp->done_fd = open_sub(path, SPOOL_DONE_DIR, 1, why)) < 0)
+        buf_reset(why);
     return sp;
 }
 
@@ -101,6 +105,8 @@ void spool_close(struct spool *sp)
         close(sp->queue_fd);
     if (sp->defer_fd >= 0)
         close(sp->defer_fd);
+    if (sp->done_fd >= 0)
+        close(sp->done_fd);
     myfree(sp->path);
     myfree(sp);
 }
@@ -276,14 +282,20 @@ static int entry_load(struct spool *sp, const char *id, int fd,
                       struct spool_entry **entry, struct buf *why);
 
 /* spool_submit - see spool.h */
-int spool_submit(struct spool *sp, const struct spool_env *env, const char *msg,
-                 size_t len, int flags, char id[SPOOL_ID_MAX], struct spool_entry **entry,
-                 struct buf *why)
+/*
+ * submit - spool_submit, and with once (a name of SPOOL_ONCE_PREFIX and hex)
+ * spool_submit_once: the entry linked in under that name, never over an
+ * entry of that name nor beside what one left in done/; 1 then
+ */
+static int submit(struct spool *sp, const struct spool_env *env, const char *msg,
+                  size_t len, int flags, const char *once, char id[SPOOL_ID_MAX],
+                  struct spool_entry **entry, struct buf *why)
 {
     struct buf head;
     struct iovec iov[2];
     int fd = -1, saved, keep = (flags & SPOOL_KEEP_LOCKED) && entry;
     int renamed = 0;
+    char tmp[SPOOL_ID_MAX];
 
     if (env->nrcpts == 0)
         return errno = EINVAL, buf_error(why, "no recipients");
@@ -291,12 +303,13 @@ int spool_submit(struct spool *sp, const struct spool_env *env, const char *msg,
         if (env->rcpts[i].addr[0] == 0)
             return errno = EINVAL, buf_error(why, "an empty recipient address");
     for (int tries = 0;; tries++) {
-        new_id(id);
-        fd = openat(sp->tmp_fd, id,
+        new_id(tmp);
+        fd = openat(sp->tmp_fd, tmp,
                     O_CREAT | O_EXCL | (keep ? O_RDWR : O_WRONLY) | O_CLOEXEC, 0660);
         if (fd >= 0 || errno != EEXIST || tries > 10)
             break;
     }
+    snprintf(id, SPOOL_ID_MAX, "%s", once ? once : tmp);
     if (fd < 0) {
         saved = errno;
         buf_error(why, "cannot create a queue file in %s/tmp: %m", sp->path);
@@ -322,8 +335,32 @@ int spool_submit(struct spool *sp, const struct spool_env *env, const char *msg,
         if (rc < 0)
             goto fail;
     }
-    if (renameat(sp->tmp_fd, id, sp->queue_fd, id) < 0)
-        goto fail;
+    if (once == NULL) {
+        if (renameat(sp->tmp_fd, tmp, sp->queue_fd, id) < 0)
+            goto fail;
+    } else {
+        /*
+         * linked, not renamed: an entry of that name is never replaced.  The
+         * relay moves an entry it is done with into done/ in one rename, so
+         * when the link succeeds and done/ has nothing of that name, no entry
+         * of that name ever was.
+         */
+        if (linkat(sp->tmp_fd, tmp, sp->queue_fd, id, 0) < 0) {
+            if (errno != EEXIST)
+                goto fail;
+            unlinkat(sp->tmp_fd, tmp, 0);
+            if (fd >= 0)
+                close(fd);
+            return 1;
+        }
+        unlinkat(sp->tmp_fd, tmp, 0);
+        if (sp->done_fd >= 0 && faccessat(sp->done_fd, id, F_OK, 0) == 0) {
+            unlinkat(sp->queue_fd, id, 0);
+            if (fd >= 0)
+                close(fd);
+            return 1;
+        }
+    }
     renamed = 1;
     if (fsync(sp->queue_fd) < 0)
         goto fail;
@@ -348,9 +385,32 @@ fail:
     if (renamed)
         unlinkat(sp->queue_fd, id, 0);
     else
-        unlinkat(sp->tmp_fd, id, 0);
+        unlinkat(sp->tmp_fd, tmp, 0);
     errno = saved;
     return -1;
+}
+
+/* spool_submit - see spool.h */
+int spool_submit(struct spool *sp, const struct spool_env *env, const char *msg,
+                 size_t len, int flags, char id[SPOOL_ID_MAX], struct spool_entry **entry,
+                 struct buf *why)
+{
+    return submit(sp, env, msg, len, flags, NULL, id, entry, why);
+}
+
+/* spool_submit_once - see spool.h */
+int spool_submit_once(struct spool *sp, const struct spool_env *env, const char *msg,
+                      size_t len, const unsigned char *key, size_t key_len,
+                      char id[SPOOL_ID_MAX], struct buf *why)
+{
+    char once[SPOOL_ID_MAX];
+    size_t n = strlen(SPOOL_ONCE_PREFIX);
+
+    memcpy(once, SPOOL_ONCE_PREFIX, n);
+    for (size_t i = 0; i < key_len && n + 2 < SPOOL_ID_MAX - 8; i++)
+        n += (size_t)snprintf(once + n, 3, "%02X", key[i]);
+    once[n] = 0;
+    return submit(sp, env, msg, len, 0, once, id, NULL, why);
 }
 
 /* field_end - the end of the space-delimited field starting at p */
@@ -540,6 +600,90 @@ fail:
     return -1;
 }
 
+/* spool_expire_done - see spool.h */
+void spool_expire_done(struct spool *sp, int64_t max_age)
+{
+    int fd;
+    DIR *d;
+    struct dirent *de;
+    struct stat st;
+    time_t now = time(NULL);
+
+    if (sp->done_fd < 0 || (fd = dup(sp->done_fd)) < 0)
+        return;
+    if ((d = fdopendir(fd)) == NULL) {
+        close(fd);
+        return;
+    }
+    rewinddir(d);
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.' && fstatat(sp->done_fd, de->d_name, &st, 0) == 0 &&
+            now - st.st_mtime > max_age)
+            unlinkat(sp->done_fd, de->d_name, 0);
+    closedir(d);
+}
+
+#define KICK_NAME "kick"
+
+/* spool_kick - see spool.h */
+void spool_kick(struct spool *sp, const char *id)
+{
+    struct buf path, line;
+    int fd;
+
+    buf_init(&path, 128);
+    buf_setf(&path, "%s/" KICK_NAME, sp->path);
+    /* ENXIO: a FIFO with no reader; ENOENT: no daemon ever listened */
+    fd = open(buf_str(&path), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    buf_release(&path);
+    if (fd < 0)
+        return;
+    buf_init(&line, SPOOL_ID_MAX + 1);
+    buf_printf(&line, "%s\n", id);
+    /* shorter than PIPE_BUF: written whole or not at all (a full pipe) */
+    if (write(fd, line.data, line.len) < 0) {
+        /* the daemon is behind: its next queue run delivers the entry */
+    }
+    buf_release(&line);
+    close(fd);
+}
+
+/* spool_kick_listen - see spool.h */
+int spool_kick_listen(struct spool *sp, struct buf *why)
+{
+    struct buf path;
+    struct stat st;
+    int fd = -1, wfd;
+
+    buf_init(&path, 128);
+    buf_setf(&path, "%s/" KICK_NAME, sp->path);
+    if (mkfifo(buf_str(&path), 0660) < 0 && errno != EEXIST) {
+        buf_error(why, "cannot make %s: %m", buf_str(&path));
+        goto out;
+    }
+    if ((fd = open(buf_str(&path), O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+        buf_error(why, "cannot open %s: %m", buf_str(&path));
+        goto out;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode)) {
+        buf_error(why, "%s is not a FIFO", buf_str(&path));
+        close(fd);
+        fd = -1;
+        goto out;
+    }
+    /* a writer of our own: the last other writer's close is no end of file */
+    if ((wfd = open(buf_str(&path), O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+        buf_error(why, "cannot open %s for writing: %m", buf_str(&path));
+        close(fd);
+        fd = -1;
+        goto out;
+    }
+    (void)wfd; /* kept open for the life of the process */
+out:
+    buf_release(&path);
+    return fd;
+}
+
 /* spool_entry_open - see spool.h */
 int spool_entry_open(struct spool *sp, const char *id, struct spool_entry **entry,
                      struct buf *why)
@@ -668,8 +812,15 @@ int spool_entry_remove(struct spool_entry *e, struct buf *why)
 {
     int rc = 0;
 
-    if (unlinkat(e->sp->queue_fd, e->id, 0) < 0 && errno != ENOENT)
+    /* a once-only entry leaves its name behind, emptied, in one rename */
+    if (strncmp(e->id, SPOOL_ONCE_PREFIX, strlen(SPOOL_ONCE_PREFIX)) == 0 &&
+        e->sp->done_fd >= 0 &&
+        renameat(e->sp->queue_fd, e->id, e->sp->done_fd, e->id) == 0) {
+        if (ftruncate(e->fd, 0) < 0)
+            msg_warn("cannot empty %s/%s/%s: %m", e->sp->path, SPOOL_DONE_DIR, e->id);
+    } else if (unlinkat(e->sp->queue_fd, e->id, 0) < 0 && errno != ENOENT) {
         rc = buf_error(why, "cannot remove queue file %s: %m", e->id);
+    }
     unlinkat(e->sp->defer_fd, e->id, 0);
     spool_entry_close(e);
     return rc;

@@ -142,6 +142,51 @@ int spool_submit(struct spool *sp, const struct spool_env *env, const char *msg,
                  struct buf *why);
 
 /*
+ * The kick: a FIFO "kick" in the spool directory on which a queue daemon
+ * (sgrelay -bd) listens.  A writer that has just queued an entry writes its
+ * id and a newline there, and the daemon delivers it at once instead of at
+ * its next queue run.
+ *
+ * spool_kick - tell a listening daemon that entry id waits.  Best effort:
+ * when no daemon listens nothing happens and nothing fails (the next queue
+ * run delivers the entry).
+ */
+void spool_kick(struct spool *sp, const char *id);
+
+/*
+ * spool_kick_listen - the daemon's end: the FIFO made when missing (mode
+ * 0660), opened for reading without blocking (and held open for writing too,
+ * so that it never reads an end of file).  The descriptor, or -1 with why.
+ */
+int spool_kick_listen(struct spool *sp, struct buf *why);
+
+/*
+ * Once-only entries: a writer that may be asked twice for the same thing
+ * (sgmilter, when the MTA retries a message whose answer was lost) names
+ * the entry after a key of its content.  Its name is SPOOL_ONCE_PREFIX and
+ * the key in hex; when the relay is done with it, spool_entry_remove moves
+ * it (emptied) into SPOOL_DONE_DIR, where spool_expire_done drops it after a
+ * while.  Names starting so sort after every other: a queue run takes them
+ * last (sgrelay -bd takes them at once, through the kick).
+ */
+#define SPOOL_ONCE_PREFIX "H"
+#define SPOOL_DONE_DIR "done"
+/* how long: longer than an MTA's client retries a message (Postfix: 5 days) */
+#define SPOOL_DONE_KEEP (7 * 86400)
+
+/*
+ * spool_submit_once - spool_submit (no SPOOL_KEEP_LOCKED) under the name
+ * made from key: 0 written, 1 when an entry of that name is queued already
+ * or was done within the expiry (nothing written; id names it), -1 with why.
+ */
+int spool_submit_once(struct spool *sp, const struct spool_env *env, const char *msg,
+                      size_t len, const unsigned char *key, size_t key_len,
+                      char id[SPOOL_ID_MAX], struct buf *why);
+
+/* spool_expire_done - forget once-only entries done more than max_age seconds ago */
+void spool_expire_done(struct spool *sp, int64_t max_age);
+
+/*
  * spool_entry_open - open and lock one entry: 0 with *entry, 1 when another
  * process holds it (busy), 2 when it is gone, -1 with why filled when it
  * cannot be read or parsed.

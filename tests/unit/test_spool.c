@@ -709,6 +709,76 @@ static void test_remove(void **state)
     spool_close(sp);
 }
 
+/*
+ * A once-only entry: one per key, while queued and after it is done, until
+ * the done/ name expires; other keys, and ordinary entries, are not affected.
+ */
+static void test_once(void **state)
+{
+    struct spool *sp = open_spool();
+    struct spool_env env;
+    struct spool_entry *e = NULL;
+    char id[SPOOL_ID_MAX], again[SPOOL_ID_MAX], other[SPOOL_ID_MAX];
+    const unsigned char key[32] = {0xab, 0x01, 0x02}, key2[32] = {0xab, 0x01, 0x03};
+    struct buf why, p;
+    struct stat st;
+
+    (void)state;
+    buf_init(&why, 64);
+    buf_init(&p, 128);
+    simple_env(&env, 2);
+    assert_int_equal(spool_submit_once(sp, &env, small_msg, LEN(small_msg), key,
+                                       sizeof(key), id, &why),
+                     0);
+    assert_int_equal(strncmp(id, SPOOL_ONCE_PREFIX "AB0102", 7), 0);
+    assert_true(strlen(id) < SPOOL_ID_MAX);
+    assert_true(file_exists("queue", id));
+    assert_int_equal(count_files("tmp"), 0);
+    /* asked again while queued: nothing written, the same name */
+    assert_int_equal(spool_submit_once(sp, &env, small_msg, LEN(small_msg), key,
+                                       sizeof(key), again, &why),
+                     1);
+    assert_string_equal(again, id);
+    assert_int_equal(count_files("queue"), 1);
+    assert_int_equal(count_files("tmp"), 0);
+    /* another key is another entry */
+    assert_int_equal(spool_submit_once(sp, &env, small_msg, LEN(small_msg), key2,
+                                       sizeof(key2), other, &why),
+                     0);
+    assert_string_not_equal(other, id);
+    /* done: its name stays, empty, in done/, and it is not queued again */
+    e = open_entry(sp, id);
+    assert_int_equal(spool_entry_remove(e, &why), 0);
+    assert_false(file_exists("queue", id));
+    assert_true(file_exists(SPOOL_DONE_DIR, id));
+    sub_path(&p, SPOOL_DONE_DIR, id);
+    assert_int_equal(stat(buf_str(&p), &st), 0);
+    assert_int_equal(st.st_size, 0);
+    assert_int_equal(spool_submit_once(sp, &env, small_msg, LEN(small_msg), key,
+                                       sizeof(key), again, &why),
+                     1);
+    assert_false(file_exists("queue", id));
+    assert_int_equal(count_files("tmp"), 0);
+    /* an ordinary entry removed leaves nothing behind */
+    submit(sp, &env, small_msg, LEN(small_msg), again);
+    e = open_entry(sp, again);
+    assert_int_equal(spool_entry_remove(e, &why), 0);
+    assert_false(file_exists(SPOOL_DONE_DIR, again));
+    /* expired: the key may be queued again */
+    spool_expire_done(sp, 3600);
+    assert_true(file_exists(SPOOL_DONE_DIR, id));
+    spool_expire_done(sp, -1);
+    assert_false(file_exists(SPOOL_DONE_DIR, id));
+    assert_int_equal(spool_submit_once(sp, &env, small_msg, LEN(small_msg), key,
+                                       sizeof(key), again, &why),
+                     0);
+    assert_true(file_exists("queue", id));
+    spool_env_release(&env);
+    buf_release(&why);
+    buf_release(&p);
+    spool_close(sp);
+}
+
 /* The last note of a recipient wins; a note is always one line. */
 static void test_defer_notes(void **state)
 {
@@ -1147,6 +1217,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_state_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defer_notes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_env, setup, teardown),
