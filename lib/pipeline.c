@@ -6,7 +6,11 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "address.h"
@@ -381,6 +385,76 @@ int pipeline_changes(struct pipeline *p, const struct pipeline_copy *c, const ch
         rc = sign(p, copy.data, copy.len, &ch->sigs, &ch->signed_by, why);
     buf_release(&copy);
     return rc;
+}
+
+/* mark_data - what a marker's MAC covers: its time and the recipient */
+static int mark_data(const char *rcpt, int64_t t, struct buf *data, struct buf *why)
+{
+    struct buf addr, key;
+    int rc;
+
+    buf_init(&addr, 64);
+    buf_init(&key, 64);
+    if ((rc = address_normalize(rcpt, &addr, why)) == 0) {
+        address_key(buf_str(&addr), &key); /* as the lists compare addresses */
+        buf_setf(data, "sendguard copy\n%" PRId64 "\n%s", t, buf_str(&key));
+    }
+    buf_release(&addr);
+    buf_release(&key);
+    return rc;
+}
+
+/* pipeline_mark - see pipeline.h */
+int pipeline_mark(struct pipeline *p, const char *rcpt, int64_t now, struct buf *out,
+                  struct buf *why)
+{
+    struct buf data;
+
+    if (p->keys == NULL)
+        return buf_error(why, "no token key for the copy's marker: %s",
+                         buf_str(&p->keys_why));
+    buf_init(&data, 128);
+    if (mark_data(rcpt, now, &data, why) < 0) {
+        buf_release(&data);
+        return -1;
+    }
+    buf_printf(out, "%s: t=%" PRId64 "; m=", PIPELINE_MARK_FIELD, now);
+    token_mac(p->keys, data.data, data.len, out);
+    buf_puts(out, "\r\n");
+    buf_release(&data);
+    return 0;
+}
+
+/* pipeline_mark_check - see pipeline.h */
+int pipeline_mark_check(struct pipeline *p, const char *rcpt, const char *value,
+                        size_t len, int64_t now)
+{
+    char text[128], *end;
+    const char *m;
+    long long t;
+    struct buf data, err;
+    int ok = 0;
+
+    if (p->keys == NULL || len >= sizeof(text))
+        return 0;
+    memcpy(text, value, len);
+    text[len] = 0;
+    m = text + strspn(text, " \t");
+    if (strncmp(m, "t=", 2) != 0)
+        return 0;
+    errno = 0;
+    t = strtoll(m + 2, &end, 10);
+    if (errno || end == m + 2 || strncmp(end, "; m=", 4) != 0 || t > now + 300 ||
+        now - t > PIPELINE_MARK_MAX_AGE)
+        return 0; /* malformed, from the future (beyond clock skew), or too old */
+    m = end + 4;
+    buf_init(&data, 128);
+    buf_init(&err, 64);
+    if (mark_data(rcpt, (int64_t)t, &data, &err) == 0)
+        ok = token_mac_check(p->keys, data.data, data.len, m, strcspn(m, " \t\r\n"));
+    buf_release(&data);
+    buf_release(&err);
+    return ok;
 }
 
 /* pipeline_may_change - see pipeline.h */

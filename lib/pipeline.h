@@ -143,6 +143,34 @@ int pipeline_per_recipient(const struct pipeline *p, const struct pipeline_copy 
                            const char *msg, size_t len);
 
 /*
+ * The marker of a copy sendguard made (the relay's copies, each for one
+ * recipient): a field "X-Sendguard-Copy: t=UNIXTIME; m=KID.MAC" put first in
+ * the header, after signing (no signature covers it), where MAC is token_mac
+ * over the time and the recipient (its comparison key, address.h).  A copy
+ * passing sgmilter again (a next hop through the same MTA) is recognised by
+ * it and left alone; a marker that does not verify, names another
+ * recipient or is older than PIPELINE_MARK_MAX_AGE seconds counts for
+ * nothing (and the milter removes it).
+ */
+#define PIPELINE_MARK_FIELD "X-Sendguard-Copy"
+#define PIPELINE_MARK_MAX_AGE 3600
+
+/*
+ * pipeline_mark - the marker field of a copy for rcpt made at now, "Name:
+ * value" CRLF appended to out.  0, or -1 with why filled (no token key, an
+ * address that is not one).
+ */
+int pipeline_mark(struct pipeline *p, const char *rcpt, int64_t now, struct buf *out,
+                  struct buf *why);
+
+/*
+ * pipeline_mark_check - is value (a marker field's value, as it stood) the
+ * marker of a copy for rcpt made within PIPELINE_MARK_MAX_AGE of now: 1 or 0.
+ */
+int pipeline_mark_check(struct pipeline *p, const char *rcpt, const char *value,
+                        size_t len, int64_t now);
+
+/*
  * pipeline_event - what an event about this message carries besides the
  * recipient: asm_group_id (when group is not 0), category and unique_args
  * (SendGrid's event fields), added to ev.

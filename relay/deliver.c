@@ -877,6 +877,20 @@ static void job_prepare(struct pipeline *pl, struct job *j)
         msg_warn("%s: to=<%s>: %s", e->id, c.rcpt, buf_str(&why));
         job_settle(j, OUT_DEFERRED, buf_str(&why));
     } else {
+        /*
+         * marked first, so that the milter of a next hop through the same
+         * MTA leaves the copy alone (pipeline.h); without a token key the
+         * copy needs none (it would have failed above) and goes unmarked
+         */
+        struct buf mark;
+        buf_init(&mark, 96);
+        if (pipeline_mark(pl, c.rcpt, (int64_t)time(NULL), &mark, &why) == 0) {
+            buf_append(&mark, j->copy.data, j->copy.len);
+            buf_release(&j->copy);
+            j->copy = mark;
+        } else {
+            buf_release(&mark);
+        }
         j->data = j->copy.data;
         j->len = j->copy.len;
     }

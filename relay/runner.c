@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -102,6 +103,7 @@ int relay_run_queue(struct relay *r, int all)
         return EX_IOERR;
     }
     buf_release(&why);
+    spool_expire_done(r->spool, SPOOL_DONE_KEEP);
     qsort(ids.v, ids.n, sizeof(char *), by_name);
     if (workers > ids.n)
         workers = ids.n;
@@ -143,21 +145,89 @@ static void on_term(int sig)
     stop_daemon = 1;
 }
 
+/*
+ * deliver_kicked - the entries named by the complete lines of the kick
+ * FIFO's text, delivered now; the part of a line not yet read stays in text
+ */
+static void deliver_kicked(struct relay *r, struct buf *text)
+{
+    struct ids ids = {0};
+    size_t used = 0;
+    pid_t pid;
+
+    for (;;) {
+        const char *p = text->data + used;
+        const char *nl = memchr(p, '\n', text->len - used);
+        size_t n;
+        int dup = 0;
+        if (nl == NULL)
+            break;
+        n = (size_t)(nl - p);
+        used += n + 1;
+        for (size_t i = 0; i < ids.n && !dup; i++)
+            dup = strlen(ids.v[i]) == n && memcmp(ids.v[i], p, n) == 0;
+        if (n > 0 && n < SPOOL_ID_MAX && !dup) {
+            ids.v = mygrow(ids.v, &ids.cap, ids.n, sizeof(char *));
+            ids.v[ids.n++] = mystrndup(p, n);
+        }
+    }
+    memmove(text->data, text->data + used, text->len - used);
+    buf_truncate(text, text->len - used);
+    if (ids.n == 0)
+        return;
+    /* a worker of its own: the daemon goes on listening (reaped in relay_daemon) */
+    if ((pid = fork()) == 0) {
+        work(r, &ids, 0, 1, 1);
+        _exit(0);
+    }
+    if (pid < 0)
+        msg_warn("cannot fork to deliver: %m; the next queue run will");
+    ids_free(&ids);
+}
+
 /* relay_daemon - see relay.h */
 int relay_daemon(struct relay *r, long long interval)
 {
     struct sigaction sa;
+    struct buf why, text;
+    time_t next = 0;
+    int kick;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    buf_init(&why, 128);
+    buf_init(&text, 256);
+    if ((kick = spool_kick_listen(r->spool, &why)) < 0)
+        msg_warn("%s: mail is delivered at each queue run only", buf_str(&why));
     msg_info("queue runner started, every %llds", interval);
     while (!stop_daemon) {
-        relay_run_queue(r, 0);
-        for (long long t = 0; t < interval && !stop_daemon; t++)
-            sleep(1);
+        struct pollfd pfd = {.fd = kick, .events = POLLIN};
+        time_t now = time(NULL);
+        char chunk[4096];
+        ssize_t n;
+
+        if (now >= next) {
+            relay_run_queue(r, 0);
+            next = time(NULL) + (time_t)interval;
+            continue;
+        }
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ; /* the workers of kicked entries */
+        /* a second at most: a TERM between the check and poll waits no longer */
+        if (poll(&pfd, kick >= 0 ? 1 : 0,
+                 next - now > 1 ? 1000 : (int)(next - now) * 1000) <= 0)
+            continue;
+        if ((n = read(kick, chunk, sizeof(chunk))) > 0) {
+            buf_append(&text, chunk, (size_t)n);
+            deliver_kicked(r, &text);
+        }
     }
+    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+        ;
+    buf_release(&why);
+    buf_release(&text);
     msg_info("queue runner stopped");
     return EX_OK;
 }

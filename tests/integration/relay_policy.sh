@@ -16,16 +16,15 @@ $PY -c 'import dkim' 2>/dev/null || fail "python3-dkim is needed (tools/debian-s
 PORT=$(free_port)
 SINK="$WORK/sink"
 CONF="$WORK/sendguard.conf"
-cat >"$CONF" <<EOF
-store = { path = "$WORK/store"; };
+{
+    conf_common
+    cat <<EOF
 spool = { path = "$WORK/spool"; retry_min = "1s"; retry_max = "2s"; };
-dkim = { key_dir = "$WORK/keys"; };
-secrets = { token_key_file = "$WORK/token.key"; };
-tracker = { url = "https://t.example.net"; };
 unsubscribe = { mailto = "unsub@lists.example.net"; };
 relay = { smarthost = "127.0.0.1:$PORT"; domain = "relay.test"; starttls = "none";
           policy = true; };
 EOF
+} >"$CONF"
 A="-c $CONF"
 mkdir -p "$WORK/store"
 expect 0 $A token generate
@@ -80,7 +79,8 @@ PY
     check_not "the address is not in the clear ($to)" grep -q "$to>" "$m"
     expect 0 $A --json token decode "$tok"
     json "j['recipient']=='$to' and j['group']==$GID and j['purpose']=='unsubscribe' and j['tenant']=='default'"
-    check "DKIM signature first ($to)" sh -c "head -1 '$m' | grep -q '^DKIM-Signature: v=1; a=rsa-sha256'"
+    check "the copy's marker first ($to)" sh -c "head -1 '$m' | grep -q '^X-Sendguard-Copy: t='"
+    check "then the DKIM signature ($to)" sh -c "sed -n 2p '$m' | grep -q '^DKIM-Signature: v=1; a=rsa-sha256'"
     $PY "$VERIFY" "$m" "s1,shop.example,$WORK/keys/shop.example/s1.pem" >"$WORK/verify" 2>&1 ||
         fail "DKIM of the copy for $to does not verify: $(cat "$WORK/verify")"
     CHECKS=$((CHECKS + 1))
@@ -126,7 +126,11 @@ Q=$(ls "$WORK/spool/queue")
 awk 'f{print} /^$/ && !f{f=1}' "$WORK/spool/queue/$Q" >"$WORK/queued.eml"
 sgr -q
 M=$(ls "$SINK"/*.eml | head -1)
-check "a message needing nothing is sent byte for byte" cmp -s "$M" "$WORK/queued.eml"
+# its one addition: the marker of a copy the pipeline ran on, first
+check "the copy carries the marker first" grep -q '^X-Sendguard-Copy: t=[0-9]*; m=[0-9]*\.[A-Za-z0-9_-]\{22\}' "$M"
+check "and only that" [ "$(head -1 "$M" | cut -c1-17)" = "X-Sendguard-Copy:" ]
+sed 1d "$M" >"$WORK/sent.eml"
+check "a message needing nothing is otherwise sent byte for byte" cmp -s "$WORK/sent.eml" "$WORK/queued.eml"
 
 # no token key: mail that needs one stays queued, and the queue says why
 mv "$WORK/token.key" "$WORK/token.key.away"

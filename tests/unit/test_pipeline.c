@@ -322,6 +322,63 @@ static void test_no_key(void **state)
     buf_release(&why);
 }
 
+/* the marker of a copy: for its recipient, fresh, unaltered, under a key */
+static void test_mark(void **state)
+{
+    struct fx fx;
+    struct buf out, why;
+    const int64_t now = 1795000000;
+    const char *v;
+    char text[160];
+
+    (void)state;
+    buf_init(&out, 128);
+    buf_init(&why, 64);
+    open_fx(&fx, "", 1);
+    assert_int_equal(pipeline_mark(fx.p, "A@Example.ORG", now, &out, &why), 0);
+    assert_int_equal(strncmp(buf_str(&out), PIPELINE_MARK_FIELD ": t=1795000000; m=",
+                             strlen(PIPELINE_MARK_FIELD ": t=1795000000; m=")),
+                     0);
+    assert_string_equal(buf_str(&out) + out.len - 2, "\r\n");
+    v = buf_str(&out) + strlen(PIPELINE_MARK_FIELD ": ");
+    snprintf(text, sizeof(text), "%.*s", (int)(out.len - 2 - (size_t)(v - out.data)), v);
+    /* the same recipient in any case, within the hour */
+    assert_int_equal(pipeline_mark_check(fx.p, "a@example.org", text, strlen(text), now),
+                     1);
+    assert_int_equal(pipeline_mark_check(fx.p, "<A@example.org>", text, strlen(text),
+                                         now + PIPELINE_MARK_MAX_AGE),
+                     1);
+    /* too old, from the future, another recipient */
+    assert_int_equal(pipeline_mark_check(fx.p, "a@example.org", text, strlen(text),
+                                         now + PIPELINE_MARK_MAX_AGE + 1),
+                     0);
+    assert_int_equal(
+        pipeline_mark_check(fx.p, "a@example.org", text, strlen(text), now - 301), 0);
+    assert_int_equal(pipeline_mark_check(fx.p, "b@example.org", text, strlen(text), now),
+                     0);
+    /* a time moved, a MAC changed, garbage */
+    text[strlen("t=179500000")] = '1';
+    assert_int_equal(
+        pipeline_mark_check(fx.p, "a@example.org", text, strlen(text), now + 1), 0);
+    text[strlen("t=179500000")] = '0';
+    text[strlen(text) - 1] ^= 1;
+    assert_int_equal(pipeline_mark_check(fx.p, "a@example.org", text, strlen(text), now),
+                     0);
+    assert_int_equal(pipeline_mark_check(fx.p, "a@example.org", "x", 1, now), 0);
+    assert_int_equal(pipeline_mark_check(fx.p, "a@example.org", "t=; m=", 6, now), 0);
+    close_fx(&fx);
+    /* without a token key: no marker, and none verifies */
+    open_fx(&fx, "", 0);
+    buf_reset(&out);
+    assert_int_equal(pipeline_mark(fx.p, "a@example.org", now, &out, &why), -1);
+    assert_non_null(strstr(buf_str(&why), "no token key"));
+    assert_int_equal(
+        pipeline_mark_check(fx.p, "a@example.org", "t=1795000000; m=1.x", 19, now), 0);
+    close_fx(&fx);
+    buf_release(&out);
+    buf_release(&why);
+}
+
 /* add_key - an Ed25519 key for shop.example (selector s1) in the store */
 static void add_key(struct fx *fx)
 {
@@ -514,7 +571,7 @@ int main(void)
         cmocka_unit_test(test_personalise), cmocka_unit_test(test_existing),
         cmocka_unit_test(test_no_key),      cmocka_unit_test(test_sign),
         cmocka_unit_test(test_event),       cmocka_unit_test(test_bad_settings),
-        cmocka_unit_test(test_changes),
+        cmocka_unit_test(test_changes),     cmocka_unit_test(test_mark),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
