@@ -7,8 +7,20 @@
  * A thin adapter: the decisions are lib/pipeline's, as in the relay.  The
  * callbacks never exit the process and never crash the MTA's transaction:
  * any internal failure answers milter.on_error (tempfail by default) and is
- * logged with the queue id.  Nothing is buffered but the envelope and the
- * two header fields it needs; the body is never asked for.
+ * logged with the queue id.  The header is held within milter.max_headers
+ * and milter.max_header_size; the body only when the message may change,
+ * in memory up to milter.body_memory and beyond that in a private unlinked
+ * temporary file, up to milter.max_body_size.
+ *
+ * Threads: libmilter runs the MTA's connections on threads of its own, and
+ * a signal thread that would stop everything at once on SIGHUP, SIGTERM or
+ * SIGINT, a message half received included.  So smfi_main runs in a thread
+ * of its own, and the main thread keeps those signals unblocked with a
+ * handler: Linux offers a process-directed signal to the main thread first
+ * when it does not block it, so they reach the handler, never libmilter's
+ * sigwait.  SIGHUP reloads (a new struct state; messages in flight keep
+ * theirs).  SIGTERM and SIGINT stop taking messages, finish those in flight
+ * (within milter.stop_timeout), then stop libmilter.
  *
  *   sgmilter [-c FILE] [-f]
  */
@@ -17,53 +29,180 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <libmilter/mfapi.h>
+#include <openssl/evp.h>
 
 #include "address.h"
 #include "addrlist.h"
 #include "conf.h"
 #include "event.h"
+#include "header.h"
 #include "msg.h"
 #include "mymalloc.h"
 #include "pipeline.h"
 #include "spool.h"
 #include "store.h"
-#include "header.h"
 
-/* What every thread shares, read-only after start. */
-static struct conf *conf;
-static struct store *store;
-static struct pipeline *pl;
-static struct spool *spool;
-static int skip_ok; /* the MTA takes SMFIS_SKIP from the body callback */
+/*
+ * What messages are handled with: the configuration and what was opened
+ * from it.  SIGHUP makes a new one; a message keeps the one it started
+ * with (a reference), and the last reference frees it.
+ */
+/* The store, opened once per process (store.c allows no second opening). */
+struct held_store {
+    struct store *st;
+    char *path;
+    unsigned refs; /* states holding it, under state_lock */
+};
+
+struct state {
+    struct conf *conf;
+    struct held_store *hs;
+    struct store *store; /* hs->st */
+    struct pipeline *pl;
+    struct spool *spool;
+    unsigned refs;
+};
+
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t state_idle = PTHREAD_COND_INITIALIZER;
+static struct state *current; /* holds a reference of its own */
+static unsigned in_flight;    /* messages between MAIL and their end */
+static int stopping;          /* the listener is gone: take no new message */
+static const char *conf_path;
+static char host[256];
 
 /* One connection's current message. */
 struct msgctx {
-    char *auth;   /* {auth_authen}, or NULL */
-    char *sender; /* the envelope sender, brackets removed */
-    char **rcpts; /* as the MTA gave them (for smfi_delrcpt) */
+    int skip_ok;      /* this MTA connection takes SMFIS_SKIP from the body callback */
+    struct state *st; /* from MAIL to the message's end, else NULL */
+    char *auth;       /* {auth_authen}, or NULL */
+    char *sender;     /* the envelope sender, brackets removed */
+    char **rcpts;     /* as the MTA gave them (for smfi_delrcpt) */
     size_t nrcpts, cap;
     struct buf smtpapi; /* the X-SMTPAPI value */
     int n_smtpapi;
     struct buf from; /* the first From value */
     int have_from;
-    int n_lu, n_lup;     /* List-Unsubscribe and List-Unsubscribe-Post fields seen */
-    struct buf hdrs;     /* the header as seen, "Name: value" CRLF each */
-    struct buf body;     /* the body, when it may be needed */
+    int n_lu, n_lup; /* List-Unsubscribe and List-Unsubscribe-Post fields seen */
+    int n_mark;      /* PIPELINE_MARK_FIELD fields seen */
+    struct buf mark; /* the first one's value */
+    long n_fields;   /* header fields seen */
+    /*
+     * The message in canonical form: the header as seen ("Name: value"
+     * CRLF each), the empty line, and the body while it is needed.  In
+     * memory up to milter.body_memory, then in the unlinked file fd.
+     */
+    struct buf msg;
+    int fd;
+    long long size;      /* bytes of the message so far (memory or file) */
+    long long body_len;  /* bytes of body so far */
     int need_body;       /* decided at the end of the header */
+    int is_copy;         /* a copy sendguard made: pass it on as it is */
     char *tenant;        /* decided at the end of the header */
     struct buf fromaddr; /* the From address */
 };
+
+/* state_free - what s holds; the store too when it held its last reference */
+static void state_free(struct state *s, int drop_store)
+{
+    int close_store = 0;
+
+    if (drop_store) {
+        pthread_mutex_lock(&state_lock);
+        close_store = --s->hs->refs == 0;
+        pthread_mutex_unlock(&state_lock);
+    }
+    if (close_store) {
+        store_close(s->hs->st);
+        myfree(s->hs->path);
+        myfree(s->hs);
+    }
+    pipeline_free(s->pl);
+    if (s->spool)
+        spool_close(s->spool);
+    if (s->conf)
+        conf_free(s->conf);
+    myfree(s);
+}
+
+/*
+ * state_load - a new state from the configuration file, sharing prev's
+ * store when store.path is the same; NULL with why
+ */
+static struct state *state_load(struct state *prev, struct buf *why)
+{
+    struct state *s = mycalloc(1, sizeof(*s));
+    const char *path;
+
+    s->refs = 1;
+    if ((s->conf = conf_load(conf_path, why)) == NULL)
+        goto fail;
+    path = conf_string(s->conf, "store.path");
+    if (prev && strcmp(prev->hs->path, path) == 0) {
+        pthread_mutex_lock(&state_lock);
+        s->hs = prev->hs;
+        s->hs->refs++;
+        pthread_mutex_unlock(&state_lock);
+    } else {
+        struct store *st = store_open(path, STORE_READ, why);
+        if (st == NULL)
+            goto fail;
+        s->hs = mycalloc(1, sizeof(*s->hs));
+        s->hs->st = st;
+        s->hs->path = mystrdup(path);
+        s->hs->refs = 1;
+    }
+    s->store = s->hs->st;
+    if ((s->spool = spool_open(conf_string(s->conf, "spool.path"), 0, why)) == NULL ||
+        (s->pl = pipeline_new(s->conf, s->store, host, why)) == NULL)
+        goto fail;
+    return s;
+fail:
+    state_free(s, s->hs != NULL);
+    return NULL;
+}
+
+/* state_get - a reference to the current state for one message; NULL when stopping */
+static struct state *state_get(void)
+{
+    struct state *s;
+
+    pthread_mutex_lock(&state_lock);
+    if ((s = stopping ? NULL : current) != NULL) {
+        s->refs++;
+        in_flight++;
+    }
+    pthread_mutex_unlock(&state_lock);
+    return s;
+}
+
+/* state_put - the message is done with its state */
+static void state_put(struct state *s, int message)
+{
+    int last;
+
+    pthread_mutex_lock(&state_lock);
+    last = --s->refs == 0;
+    if (message && --in_flight == 0)
+        pthread_cond_broadcast(&state_idle);
+    pthread_mutex_unlock(&state_lock);
+    if (last)
+        state_free(s, 1);
+}
 
 /* unbracket - "<a@b>" (perhaps with ESMTP parameters) as "a@b" */
 static char *unbracket(const char *arg)
@@ -77,9 +216,12 @@ static char *unbracket(const char *arg)
     return mystrdup(s);
 }
 
-/* msg_reset - forget the message, keep the connection */
+/* msg_reset - forget the message (and let go of its state), keep the connection */
 static void msg_reset(struct msgctx *m)
 {
+    if (m->st)
+        state_put(m->st, 1);
+    m->st = NULL;
     myfree(m->auth);
     myfree(m->sender);
     for (size_t i = 0; i < m->nrcpts; i++)
@@ -90,13 +232,23 @@ static void msg_reset(struct msgctx *m)
     m->nrcpts = m->cap = 0;
     buf_reset(&m->smtpapi);
     buf_reset(&m->from);
-    buf_reset(&m->hdrs);
-    buf_reset(&m->body);
+    buf_reset(&m->mark);
     buf_reset(&m->fromaddr);
+    /* a large message's memory goes back, a small one's is kept for the next */
+    if (m->msg.cap > 65536) {
+        buf_release(&m->msg);
+        buf_init(&m->msg, 4096);
+    }
+    buf_reset(&m->msg);
+    if (m->fd >= 0)
+        close(m->fd);
+    m->fd = -1;
+    m->size = m->body_len = 0;
     myfree(m->tenant);
     m->tenant = NULL;
-    m->n_smtpapi = m->n_lu = m->n_lup = 0;
-    m->have_from = m->need_body = 0;
+    m->n_smtpapi = m->n_lu = m->n_lup = m->n_mark = 0;
+    m->n_fields = 0;
+    m->have_from = m->need_body = m->is_copy = 0;
 }
 
 /* domain_of - the domain of an address, or NULL */
@@ -119,20 +271,46 @@ static const char *queue_id(SMFICTX *ctx)
 }
 
 /* on_error - the answer to an internal failure, as configured */
-static sfsistat on_error(SMFICTX *ctx, const char *what)
+static sfsistat on_error(SMFICTX *ctx, const struct state *st, const char *what)
 {
     msg_error("%s: %s", queue_id(ctx), what);
-    if (strcmp(conf_string(conf, "milter.on_error"), "accept") == 0)
+    if (st && strcmp(conf_string(st->conf, "milter.on_error"), "accept") == 0)
         return SMFIS_ACCEPT;
     smfi_setreply(ctx, "451", "4.3.0", "temporary failure, try again later");
     return SMFIS_TEMPFAIL;
+}
+
+/* too_large - refuse the message over a limit (552 5.3.4), and forget it */
+static sfsistat too_large(SMFICTX *ctx, struct msgctx *m, const char *text)
+{
+    msg_info("%s: reject: %s", queue_id(ctx), text);
+    smfi_setreply(ctx, "552", "5.3.4", (char *)text);
+    msg_reset(m);
+    return SMFIS_REJECT;
+}
+
+/* conn_ctx - the connection's context, made by whichever callback comes first */
+static struct msgctx *conn_ctx(SMFICTX *ctx)
+{
+    struct msgctx *m = smfi_getpriv(ctx);
+
+    if (m == NULL) {
+        m = mycalloc(1, sizeof(*m));
+        buf_init(&m->smtpapi, 256);
+        buf_init(&m->from, 128);
+        buf_init(&m->mark, 64);
+        buf_init(&m->msg, 4096);
+        buf_init(&m->fromaddr, 64);
+        m->fd = -1;
+        smfi_setpriv(ctx, m);
+    }
+    return m;
 }
 
 static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
                              unsigned long f2, unsigned long f3, unsigned long *pf0,
                              unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
-    (void)ctx;
     (void)f2;
     (void)f3;
     /* only the actions used, and only the steps needed: no body */
@@ -143,23 +321,16 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     *pf0 = want;
     /* the body only when the header says it is needed (SMFIS_SKIP) */
     *pf1 = f1 & (SMFIP_SKIP | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOHELO);
-    skip_ok = (f1 & SMFIP_SKIP) != 0;
+    conn_ctx(ctx)->skip_ok = (f1 & SMFIP_SKIP) != 0;
     *pf2 = *pf3 = 0;
     return SMFIS_CONTINUE;
 }
 
-static sfsistat cb_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *sa)
+static sfsistat cb_connect(SMFICTX *ctx, char *host_name, _SOCK_ADDR *sa)
 {
-    struct msgctx *m = mycalloc(1, sizeof(*m));
-
-    (void)host;
+    (void)host_name;
     (void)sa;
-    buf_init(&m->smtpapi, 256);
-    buf_init(&m->from, 128);
-    buf_init(&m->hdrs, 4096);
-    buf_init(&m->body, 4096);
-    buf_init(&m->fromaddr, 64);
-    smfi_setpriv(ctx, m);
+    conn_ctx(ctx);
     return SMFIS_CONTINUE;
 }
 
@@ -169,8 +340,12 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
     const char *auth = smfi_getsymval(ctx, "{auth_authen}");
 
     if (m == NULL)
-        return on_error(ctx, "no connection context");
+        return on_error(ctx, NULL, "no connection context");
     msg_reset(m);
+    if ((m->st = state_get()) == NULL) {
+        smfi_setreply(ctx, "451", "4.3.2", "the mail filter is restarting, try again");
+        return SMFIS_TEMPFAIL;
+    }
     m->sender = unbracket(argv[0]);
     m->auth = auth && *auth ? mystrdup(auth) : NULL;
     return SMFIS_CONTINUE;
@@ -180,6 +355,8 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
 {
     struct msgctx *m = ctx_of(ctx);
 
+    if (m == NULL || m->st == NULL)
+        return SMFIS_CONTINUE;
     m->rcpts = mygrow(m->rcpts, &m->cap, m->nrcpts, sizeof(char *));
     m->rcpts[m->nrcpts++] = mystrdup(argv[0]);
     return SMFIS_CONTINUE;
@@ -188,7 +365,25 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
 static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
 {
     struct msgctx *m = ctx_of(ctx);
+    const struct conf *conf;
+    size_t size;
 
+    if (m == NULL || m->st == NULL)
+        return SMFIS_CONTINUE;
+    conf = m->st->conf;
+    size = strlen(name) + 2 + strlen(value);
+    if (++m->n_fields > conf_int(conf, "milter.max_headers")) {
+        char text[96];
+        snprintf(text, sizeof(text), "too many header fields (limit %lld)",
+                 conf_int(conf, "milter.max_headers"));
+        return too_large(ctx, m, text);
+    }
+    if ((long long)size > conf_size(conf, "milter.max_header_size")) {
+        char text[160];
+        snprintf(text, sizeof(text), "header field %.60s too large (limit %lld bytes)",
+                 name, conf_size(conf, "milter.max_header_size"));
+        return too_large(ctx, m, text);
+    }
     if (strcasecmp(name, PIPELINE_SMTPAPI_FIELD) == 0) {
         if (m->n_smtpapi++ == 0)
             buf_puts(&m->smtpapi, value);
@@ -199,49 +394,159 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
         m->n_lu++;
     } else if (strcasecmp(name, "List-Unsubscribe-Post") == 0) {
         m->n_lup++;
+    } else if (strcasecmp(name, PIPELINE_MARK_FIELD) == 0) {
+        if (m->n_mark++ == 0)
+            buf_puts(&m->mark, value);
     }
     /* the header as the message will carry it, in canonical form */
-    buf_printf(&m->hdrs, "%s: ", name);
+    buf_printf(&m->msg, "%s: ", name);
     for (const char *v = value; *v; v++) {
         if (*v == '\r' && v[1] == '\n')
             continue;
         if (*v == '\n')
-            buf_putc(&m->hdrs, '\r');
-        buf_putc(&m->hdrs, *v);
+            buf_putc(&m->msg, '\r');
+        buf_putc(&m->msg, *v);
     }
-    buf_puts(&m->hdrs, "\r\n");
+    buf_puts(&m->msg, "\r\n");
     return SMFIS_CONTINUE;
+}
+
+/*
+ * marked - a copy sendguard made already, for its one recipient: left
+ * alone (the pipeline ran on it), its marker removed
+ */
+static int marked(SMFICTX *ctx, struct msgctx *m)
+{
+    char *rcpt;
+    int ok;
+
+    if (m->n_mark != 1 || m->nrcpts != 1)
+        return 0;
+    rcpt = unbracket(m->rcpts[0]);
+    ok = pipeline_mark_check(m->st->pl, rcpt, m->mark.data, m->mark.len, time(NULL));
+    myfree(rcpt);
+    if (ok)
+        msg_info("%s: a copy sendguard made already: passed on", queue_id(ctx));
+    return ok;
 }
 
 /* cb_eoh - the tenant, and whether the body is needed at all */
 static sfsistat cb_eoh(SMFICTX *ctx)
 {
     struct msgctx *m = ctx_of(ctx);
+    struct state *st;
 
+    if (m == NULL || m->st == NULL)
+        return SMFIS_CONTINUE;
+    st = m->st;
+    if ((m->is_copy = marked(ctx, m)) != 0)
+        return SMFIS_CONTINUE; /* the body is skipped, the marker removed at the end */
+    buf_puts(&m->msg, "\r\n");
+    m->size = (long long)m->msg.len;
     if (m->have_from)
         addrlist_first(m->from.data, m->from.len, &m->fromaddr, NULL);
     m->tenant = mystrdup(
-        conf_tenant_for(conf, m->auth, domain_of(m->sender),
+        conf_tenant_for(st->conf, m->auth, domain_of(m->sender),
                         domain_of(m->fromaddr.len ? buf_str(&m->fromaddr) : NULL)));
     m->need_body = m->n_smtpapi > 0 ||
-                   pipeline_may_change(pl, m->tenant,
+                   pipeline_may_change(st->pl, m->tenant,
                                        m->fromaddr.len ? buf_str(&m->fromaddr) : NULL);
     return SMFIS_CONTINUE;
+}
+
+/* write_full - all of data to fd: 0, or -1 with errno */
+static int write_full(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/*
+ * spill - the message outgrew milter.body_memory: on into a private
+ * temporary file, unlinked at once (nothing to clean up after a crash)
+ */
+static int spill(struct msgctx *m, struct buf *why)
+{
+    const char *dir = conf_string(m->st->conf, "milter.tmp_dir");
+    struct buf path;
+    int fd;
+
+    if (*dir == 0 && ((dir = getenv("TMPDIR")) == NULL || *dir == 0))
+        dir = "/tmp";
+    buf_init(&path, 128);
+    buf_setf(&path, "%s/sgmilter.XXXXXX", dir);
+    fd = mkostemp(path.data, O_CLOEXEC);
+    if (fd < 0) {
+        buf_error(why, "cannot make a temporary file in %s: %s", dir, strerror(errno));
+        buf_release(&path);
+        return -1;
+    }
+    unlink(path.data);
+    buf_release(&path);
+    if (write_full(fd, m->msg.data, m->msg.len) < 0) {
+        buf_error(why, "cannot write a temporary file in %s: %s", dir, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    m->fd = fd;
+    buf_release(&m->msg);
+    buf_init(&m->msg, 4096);
+    return 0;
 }
 
 static sfsistat cb_body(SMFICTX *ctx, unsigned char *data, size_t len)
 {
     struct msgctx *m = ctx_of(ctx);
+    struct buf why;
+    long long limit;
 
-    if (!m->need_body)
-        return skip_ok ? SMFIS_SKIP : SMFIS_CONTINUE;
-    buf_append(&m->body, data, len);
+    if (m == NULL || m->st == NULL)
+        return SMFIS_CONTINUE;
+    if (!m->need_body || m->is_copy)
+        return m->skip_ok ? SMFIS_SKIP : SMFIS_CONTINUE;
+    m->body_len += (long long)len;
+    limit = conf_size(m->st->conf, "milter.max_body_size");
+    if (m->body_len > limit) {
+        char text[96];
+        snprintf(text, sizeof(text),
+                 "message body too large for the milter (limit %lld bytes)", limit);
+        return too_large(ctx, m, text);
+    }
+    buf_init(&why, 128);
+    if (m->fd < 0 && m->body_len > conf_size(m->st->conf, "milter.body_memory") &&
+        spill(m, &why) < 0) {
+        sfsistat rc = on_error(ctx, m->st, buf_str(&why));
+        buf_release(&why);
+        return rc;
+    }
+    if (m->fd < 0) {
+        buf_append(&m->msg, data, len);
+    } else if (write_full(m->fd, data, len) < 0) {
+        sfsistat rc;
+        buf_setf(&why, "cannot write the message's temporary file: %s", strerror(errno));
+        rc = on_error(ctx, m->st, buf_str(&why));
+        buf_release(&why);
+        return rc;
+    }
+    m->size += (long long)len;
+    buf_release(&why);
     return SMFIS_CONTINUE;
 }
 
 /* record - one event for a recipient */
-static void record(SMFICTX *ctx, const char *tenant, const char *addr, const char *type,
-                   const char *reason, const struct smtpapi_opts *opts, uint32_t group)
+static void record(SMFICTX *ctx, const struct state *st, const char *tenant,
+                   const char *addr, const char *type, const char *reason,
+                   const struct smtpapi_opts *opts, uint32_t group)
 {
     struct buf why;
     json_t *ev = json_pack("{s:s,s:s,s:s,s:s}", "event", type, "email", addr, "tenant",
@@ -251,7 +556,7 @@ static void record(SMFICTX *ctx, const char *tenant, const char *addr, const cha
     if (reason)
         json_object_set_new(ev, "reason", json_string(reason));
     pipeline_event(opts, group, ev);
-    if (event_record(conf_string(conf, "store.path"), ev, &why) < 0)
+    if (event_record(conf_string(st->conf, "store.path"), ev, &why) < 0)
         msg_warn("%s: cannot record %s event: %s", queue_id(ctx), type, buf_str(&why));
     json_decref(ev);
     buf_release(&why);
@@ -292,6 +597,69 @@ static int apply_fields(SMFICTX *ctx, const struct buf *fields, int first)
     return rc;
 }
 
+/* The whole message, from memory or mapped from its temporary file. */
+struct view {
+    const char *data;
+    size_t len;
+    void *map;
+};
+
+static int view_open(struct msgctx *m, struct view *v, struct buf *why)
+{
+    v->map = NULL;
+    if (m->fd < 0) {
+        v->data = m->msg.data;
+        v->len = m->msg.len;
+        return 0;
+    }
+    v->len = (size_t)m->size;
+    v->map = mmap(NULL, v->len, PROT_READ, MAP_PRIVATE, m->fd, 0);
+    if (v->map == MAP_FAILED) {
+        v->map = NULL;
+        return buf_error(why, "cannot map the message's temporary file: %s",
+                         strerror(errno));
+    }
+    v->data = v->map;
+    return 0;
+}
+
+static void view_close(struct view *v)
+{
+    if (v->map)
+        munmap(v->map, v->len);
+}
+
+/*
+ * handoff_key - what makes a hand-off the same one when the MTA asks again
+ * (the milter died after writing it, before its answer reached the MTA, and
+ * the client sent the message again): the tenant, the sender, the recipients
+ * handed over and the message, less the MTA's own Received fields, which
+ * name its queue id.  SHA-256, of which the spool name takes a part.
+ */
+static void handoff_key(const struct msgctx *m, const struct spool_env *env,
+                        const char *msg, size_t len, unsigned char key[32])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    size_t body, pos = 0, hlen = header_split(msg, len, &body);
+    struct header_field f;
+    unsigned int n = 0;
+
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    EVP_DigestUpdate(md, "sendguard hand-off v1", 22);
+    EVP_DigestUpdate(md, m->tenant, strlen(m->tenant) + 1);
+    EVP_DigestUpdate(md, m->sender, strlen(m->sender) + 1);
+    for (size_t i = 0; i < env->nrcpts; i++)
+        EVP_DigestUpdate(md, env->rcpts[i].addr, strlen(env->rcpts[i].addr) + 1);
+    while (header_next(msg, hlen, &pos, &f))
+        if (!(f.name_len == 8 && strncasecmp(f.name, "Received", 8) == 0)) {
+            EVP_DigestUpdate(md, f.name, f.name_len);
+            EVP_DigestUpdate(md, f.value, f.value_len);
+        }
+    EVP_DigestUpdate(md, msg + body, len - body);
+    EVP_DigestFinal_ex(md, key, &n);
+    EVP_MD_CTX_free(md);
+}
+
 /*
  * personalise - the unsubscribe fields and signature for the recipient the
  * MTA keeps; when recipients get different copies, the others are written
@@ -302,32 +670,34 @@ static sfsistat personalise(SMFICTX *ctx, struct msgctx *m,
                             const struct smtpapi_opts *opts,
                             const struct pipeline_decision *d, char **addrs, size_t kept)
 {
-    struct buf msg, why;
+    struct state *st = m->st;
+    struct buf why;
     struct pipeline_copy c;
     struct pipeline_change ch;
+    struct view v = {NULL, 0, NULL};
     size_t first = 0;
     sfsistat rc = SMFIS_CONTINUE;
 
     while (d[first].action == POLICY_DROP)
         first++;
-    buf_init(&msg, m->hdrs.len + m->body.len + 2);
     buf_init(&why, 128);
     buf_init(&ch.added, 512);
     buf_init(&ch.sigs, 1024);
-    buf_append(&msg, m->hdrs.data, m->hdrs.len);
-    buf_puts(&msg, "\r\n");
-    buf_append(&msg, m->body.data, m->body.len);
+    if (view_open(m, &v, &why) < 0) {
+        rc = on_error(ctx, st, buf_str(&why));
+        goto out;
+    }
     c.tenant = m->tenant;
     c.message = queue_id(ctx);
     c.rcpt = addrs[first];
     c.group = d[first].group;
     c.opts = opts;
     /* first what can fail: nothing is handed over for a message tempfailed */
-    if (pipeline_changes(pl, &c, msg.data, msg.len, &ch, &why) < 0) {
-        rc = on_error(ctx, buf_str(&why));
+    if (pipeline_changes(st->pl, &c, v.data, v.len, &ch, &why) < 0) {
+        rc = on_error(ctx, st, buf_str(&why));
         goto out;
     }
-    if (kept > 1 && pipeline_per_recipient(pl, &c, msg.data, msg.len)) {
+    if (kept > 1 && pipeline_per_recipient(st->pl, &c, v.data, v.len)) {
         struct spool_env env;
         char id[SPOOL_ID_MAX];
         spool_env_init(&env);
@@ -340,20 +710,30 @@ static sfsistat personalise(SMFICTX *ctx, struct msgctx *m,
         for (size_t i = first + 1; i < m->nrcpts; i++)
             if (d[i].action != POLICY_DROP)
                 spool_env_add(&env, addrs[i], NULL, 0);
-        if (spool_submit(spool, &env, msg.data, msg.len, 0, id, NULL, &why) < 0) {
-            rc = on_error(ctx, buf_str(&why));
+        unsigned char key[32];
+        int once;
+        handoff_key(m, &env, v.data, v.len, key);
+        if ((once = spool_submit_once(st->spool, &env, v.data, v.len, key, sizeof(key),
+                                      id, &why)) < 0) {
+            rc = on_error(ctx, st, buf_str(&why));
             spool_env_release(&env);
             goto out;
         }
         spool_env_release(&env);
-        msg_info("%s: %zu recipient(s) handed to the relay as %s", queue_id(ctx),
-                 kept - 1, id);
+        if (once == 0)
+            msg_info("%s: %zu recipient(s) handed to the relay as %s", queue_id(ctx),
+                     kept - 1, id);
+        else
+            msg_info("%s: %zu recipient(s) handed to the relay as %s already (the MTA "
+                     "asks again)",
+                     queue_id(ctx), kept - 1, id);
         for (size_t i = first + 1; i < m->nrcpts; i++)
             if (d[i].action != POLICY_DROP &&
                 smfi_delrcpt(ctx, m->rcpts[i]) != MI_SUCCESS) {
-                rc = on_error(ctx, "the MTA refused to remove a recipient");
+                rc = on_error(ctx, st, "the MTA refused to remove a recipient");
                 goto out;
             }
+        spool_kick(st->spool, id);
     }
     if (ch.drop_own) {
         for (int k = m->n_lu; k >= 1; k--)
@@ -362,22 +742,23 @@ static sfsistat personalise(SMFICTX *ctx, struct msgctx *m,
             smfi_chgheader(ctx, "List-Unsubscribe-Post", k, NULL);
     }
     if (apply_fields(ctx, &ch.added, 0) < 0 || apply_fields(ctx, &ch.sigs, 1) < 0)
-        rc = on_error(ctx, "the MTA refused a header change");
+        rc = on_error(ctx, st, "the MTA refused a header change");
 out:
-    buf_release(&msg);
+    view_close(&v);
     buf_release(&why);
     buf_release(&ch.added);
     buf_release(&ch.sigs);
     return rc;
 }
 
-static sfsistat cb_eom(SMFICTX *ctx)
+/* decide - the message's options and every recipient's decision, applied */
+static sfsistat decide(SMFICTX *ctx, struct msgctx *m)
 {
-    struct msgctx *m = ctx_of(ctx);
+    struct state *st = m->st;
     struct smtpapi_opts opts;
     struct pipeline_decision *d;
     struct buf why;
-    const char *tenant;
+    const char *tenant = m->tenant;
     char **addrs;
     size_t kept = 0;
     sfsistat rc = SMFIS_CONTINUE;
@@ -385,12 +766,12 @@ static sfsistat cb_eom(SMFICTX *ctx)
     smtpapi_init(&opts);
     buf_init(&why, 128);
     if (m->n_smtpapi > 1 ||
-        (m->n_smtpapi == 1 && pipeline_options_field(conf, m->smtpapi.data,
+        (m->n_smtpapi == 1 && pipeline_options_field(st->conf, m->smtpapi.data,
                                                      m->smtpapi.len, &opts, &why) < 0)) {
         if (m->n_smtpapi > 1)
             buf_setf(&why, "the message has %d X-SMTPAPI fields; one is allowed",
                      m->n_smtpapi);
-        if (strcmp(conf_string(conf, "milter.invalid_smtpapi"), "reject") == 0) {
+        if (strcmp(conf_string(st->conf, "milter.invalid_smtpapi"), "reject") == 0) {
             struct buf text;
             buf_init(&text, 128);
             buf_printf(&text, "invalid X-SMTPAPI header: %s", buf_str(&why));
@@ -405,42 +786,43 @@ static sfsistat cb_eom(SMFICTX *ctx)
         smtpapi_free(&opts);
         smtpapi_init(&opts);
     }
-    tenant = m->tenant;
 
     /* every decision first: a store error changes nothing */
     d = mycalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*d));
     addrs = mycalloc(m->nrcpts ? m->nrcpts : 1, sizeof(char *));
     for (size_t i = 0; i < m->nrcpts; i++) {
         addrs[i] = unbracket(m->rcpts[i]);
-        if (pipeline_decide(pl, tenant, &opts, addrs[i], &d[i], &why) < 0) {
-            rc = on_error(ctx, buf_str(&why));
+        if (pipeline_decide(st->pl, tenant, &opts, addrs[i], &d[i], &why) < 0) {
+            rc = on_error(ctx, st, buf_str(&why));
             goto out;
         }
     }
     for (size_t i = 0; i < m->nrcpts; i++)
-        record(ctx, tenant, addrs[i], "processed", NULL, &opts, d[i].group);
+        record(ctx, st, tenant, addrs[i], "processed", NULL, &opts, d[i].group);
     for (size_t i = 0; i < m->nrcpts; i++) {
         if (d[i].action != POLICY_DROP) {
             kept++;
             continue;
         }
         if (smfi_delrcpt(ctx, m->rcpts[i]) != MI_SUCCESS) {
-            rc = on_error(ctx, "the MTA refused to remove a recipient");
+            rc = on_error(ctx, st, "the MTA refused to remove a recipient");
             goto out;
         }
         msg_info("%s: to=<%s>, status=dropped (%s)", queue_id(ctx), addrs[i],
                  policy_reason_name(d[i].reason));
-        record(ctx, tenant, addrs[i], "dropped", policy_reason_name(d[i].reason), &opts,
-               d[i].group);
+        record(ctx, st, tenant, addrs[i], "dropped", policy_reason_name(d[i].reason),
+               &opts, d[i].group);
     }
-    /* the header never leaves the server */
+    /* the header never leaves the server, nor a marker that did not verify */
     for (int k = m->n_smtpapi; k >= 1; k--)
         if (smfi_chgheader(ctx, PIPELINE_SMTPAPI_FIELD, k, NULL) != MI_SUCCESS) {
-            rc = on_error(ctx, "the MTA refused to remove X-SMTPAPI");
+            rc = on_error(ctx, st, "the MTA refused to remove X-SMTPAPI");
             goto out;
         }
+    for (int k = m->n_mark; k >= 1; k--)
+        smfi_chgheader(ctx, PIPELINE_MARK_FIELD, k, NULL);
     if (kept == 0 && m->nrcpts > 0) {
-        if (strcmp(conf_string(conf, "milter.all_dropped"), "reject") == 0) {
+        if (strcmp(conf_string(st->conf, "milter.all_dropped"), "reject") == 0) {
             smfi_setreply(ctx, "550", "5.7.1", "message not accepted");
             rc = SMFIS_REJECT;
         } else {
@@ -456,6 +838,25 @@ out:
     myfree(d);
     smtpapi_free(&opts);
     buf_release(&why);
+    return rc;
+}
+
+static sfsistat cb_eom(SMFICTX *ctx)
+{
+    struct msgctx *m = ctx_of(ctx);
+    sfsistat rc;
+
+    if (m == NULL || m->st == NULL)
+        return on_error(ctx, NULL, "end of message without its envelope");
+    if (m->is_copy) {
+        smfi_chgheader(ctx, PIPELINE_MARK_FIELD, 1, NULL);
+        msg_reset(m);
+        return SMFIS_CONTINUE;
+    }
+    if (m->tenant == NULL) /* no end of header: a message with no header at all */
+        cb_eoh(ctx);
+    rc = decide(ctx, m);
+    msg_reset(m); /* the message is done: its state goes back */
     return rc;
 }
 
@@ -476,8 +877,8 @@ static sfsistat cb_close(SMFICTX *ctx)
         msg_reset(m);
         buf_release(&m->smtpapi);
         buf_release(&m->from);
-        buf_release(&m->hdrs);
-        buf_release(&m->body);
+        buf_release(&m->mark);
+        buf_release(&m->msg);
         buf_release(&m->fromaddr);
         myfree(m);
         smfi_setpriv(ctx, NULL);
@@ -508,7 +909,7 @@ static void SG_NORETURN usage(void)
 }
 
 /* drop_privileges - become milter.user, once the socket is open */
-static void drop_privileges(void)
+static void drop_privileges(const struct conf *conf)
 {
     const char *user = conf_string(conf, "milter.user");
     struct passwd *pw;
@@ -523,7 +924,7 @@ static void drop_privileges(void)
 }
 
 /* write_pid - the pid file, if one is configured */
-static void write_pid(void)
+static void write_pid(const struct conf *conf)
 {
     const char *path = conf_string(conf, "milter.pid_file");
     FILE *f;
@@ -535,12 +936,97 @@ static void write_pid(void)
         msg_warn("cannot write the pid file %s: %m", path);
 }
 
+/* reload - SIGHUP: a new state for the messages to come, or the old one kept */
+static void reload(void)
+{
+    static const char *const fixed[] = {"milter.socket", "milter.user",
+                                        "milter.pid_file"};
+    struct state *s, *old;
+    struct buf why;
+
+    buf_init(&why, 128);
+    pthread_mutex_lock(&state_lock);
+    old = current;
+    pthread_mutex_unlock(&state_lock);
+    if ((s = state_load(old, &why)) == NULL) {
+        msg_error("reload: %s; the running configuration stays", buf_str(&why));
+        buf_release(&why);
+        return;
+    }
+    pthread_mutex_lock(&state_lock);
+    current = s;
+    pthread_mutex_unlock(&state_lock);
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (strcmp(conf_string(s->conf, fixed[i]), conf_string(old->conf, fixed[i])) != 0)
+            msg_warn("reload: %s changed: it takes effect at a restart", fixed[i]);
+    msg_info("reloaded %s", conf_file(s->conf) ? conf_file(s->conf) : "the defaults");
+    state_put(old, 0);
+    buf_release(&why);
+}
+
+static int wake[2] = {-1, -1}; /* to the main thread: 'h' reload, 't' stop, 'q' gone */
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    char c = sig == SIGHUP ? 'h' : 't';
+
+    if (write(wake[1], &c, 1) < 0) {
+        /* the pipe is full: the main thread has plenty to read already */
+    }
+    errno = saved;
+}
+
+/* serve - the milter thread: libmilter's loop, until smfi_stop or a failure */
+static void *serve(void *arg)
+{
+    char c = 'q';
+    int rv = smfi_main();
+
+    (void)arg;
+    if (write(wake[1], &c, 1) < 0)
+        msg_warn("cannot wake the main thread: %m");
+    return (void *)(long)rv;
+}
+
+/*
+ * drain - SIGTERM: take no new message (MAIL is answered 451 4.3.2), finish
+ * those in flight (within milter.stop_timeout), then stop libmilter.  Done
+ * here rather than by libmilter's own signal thread, whose stop ends every
+ * session at once, a message half received included.
+ */
+static void drain(void)
+{
+    struct timespec until;
+    long long wait_s;
+
+    pthread_mutex_lock(&state_lock);
+    wait_s = conf_duration(current->conf, "milter.stop_timeout");
+    stopping = 1;
+    if (in_flight > 0)
+        msg_info("stopping: %u message(s) in flight", in_flight);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)wait_s;
+    while (in_flight > 0 &&
+           pthread_cond_timedwait(&state_idle, &state_lock, &until) != ETIMEDOUT)
+        ;
+    if (in_flight > 0)
+        msg_warn(
+            "stopping with %u message(s) unfinished after %llds: the MTA retries them",
+            in_flight, wait_s);
+    pthread_mutex_unlock(&state_lock);
+    smfi_stop();
+}
+
 int main(int argc, char **argv)
 {
-    const char *conf_path = NULL, *sock;
-    int foreground = 0, c, rv;
-    char host[256];
+    const char *sock;
+    int foreground = 0, c;
     struct buf why;
+    sigset_t mask, old;
+    struct sigaction sa;
+    pthread_t th;
+    void *rv = NULL;
 
     while ((c = getopt(argc, argv, "c:f")) != -1) {
         switch (c) {
@@ -558,43 +1044,61 @@ int main(int argc, char **argv)
         usage();
     msg_open("sgmilter", foreground ? MSG_STDERR : MSG_SYSLOG);
     buf_init(&why, 128);
-    if ((conf = conf_load(conf_path, &why)) == NULL) {
-        fprintf(stderr, "sgmilter: %s\n", buf_str(&why));
-        return EX_CONFIG;
-    }
-    if ((store = store_open(conf_string(conf, "store.path"), STORE_READ, &why)) == NULL) {
-        fprintf(stderr, "sgmilter: %s\n", buf_str(&why));
-        return EX_UNAVAILABLE;
-    }
-    if ((spool = spool_open(conf_string(conf, "spool.path"), 0, &why)) == NULL) {
-        fprintf(stderr, "sgmilter: %s\n", buf_str(&why));
-        return EX_UNAVAILABLE;
-    }
     if (gethostname(host, sizeof(host)) < 0)
         strcpy(host, "localhost");
     host[sizeof(host) - 1] = 0;
-    if ((pl = pipeline_new(conf, store, host, &why)) == NULL) {
+    if ((current = state_load(NULL, &why)) == NULL) {
         fprintf(stderr, "sgmilter: %s\n", buf_str(&why));
         return EX_CONFIG;
     }
-    sock = conf_string(conf, "milter.socket");
+    sock = conf_string(current->conf, "milter.socket");
     if (smfi_setconn((char *)sock) != MI_SUCCESS || smfi_register(desc) != MI_SUCCESS ||
         smfi_opensocket(1) != MI_SUCCESS) {
         fprintf(stderr, "sgmilter: cannot listen on %s\n", sock);
         return EX_UNAVAILABLE;
     }
-    drop_privileges();
+    drop_privileges(current->conf);
     if (!foreground && daemon(0, 0) < 0) {
         fprintf(stderr, "sgmilter: cannot become a daemon: %s\n", strerror(errno));
         return EX_OSERR;
     }
-    write_pid();
+    write_pid(current->conf);
+    if (pipe2(wake, O_CLOEXEC) < 0 || fcntl(wake[1], F_SETFL, O_NONBLOCK) < 0)
+        msg_fatal("cannot make a pipe: %m");
+    /* every thread but this one blocks SIGHUP, SIGTERM and SIGINT (see the top) */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, &old);
+    if (pthread_create(&th, NULL, serve, NULL) != 0)
+        msg_fatal("cannot start the milter thread: %m");
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &mask, NULL);
     msg_info("listening on %s", sock);
-    rv = smfi_main();
+    for (int done = 0; !done;) {
+        char cmd;
+        ssize_t n = read(wake[0], &cmd, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || cmd == 'q')
+            break;
+        if (cmd == 'h') {
+            reload();
+        } else if (cmd == 't') {
+            drain();
+            done = 1;
+        }
+    }
+    pthread_join(th, &rv);
     msg_info("stopped");
-    pipeline_free(pl);
-    store_close(store);
-    conf_free(conf);
+    state_put(current, 0);
     buf_release(&why);
-    return rv == MI_SUCCESS ? 0 : EX_SOFTWARE;
+    return (long)rv == MI_SUCCESS ? 0 : EX_SOFTWARE;
 }

@@ -181,3 +181,37 @@ lock_free() {
     $PY -c 'import fcntl, sys; fcntl.flock(open(sys.argv[1], "rb"), fcntl.LOCK_EX | fcntl.LOCK_NB)' \
         "$1" 2>/dev/null
 }
+
+# --- sgmilter beside a private Postfix (milter_*.sh) ---
+
+# conf_common - the settings every milter and relay test shares, on stdout:
+# store, DKIM keys, token key and tracker under $WORK
+conf_common() {
+    cat <<EOF
+store = { path = "$WORK/store"; };
+dkim = { key_dir = "$WORK/keys"; };
+secrets = { token_key_file = "$WORK/token.key"; };
+tracker = { url = "https://t.example.net"; };
+EOF
+}
+
+# start_milter - "${MILTER_BIN:-$SGMILTER} -c $CONF -f" in the background,
+# its log appended to $WORK/milter.log, until inet port $MPORT answers; its
+# pid in MILTER_PID
+start_milter() {
+    "${MILTER_BIN:-$SGMILTER}" -c "$CONF" -f >>"$WORK/milter.log" 2>&1 &
+    MILTER_PID=$!
+    for _ in $(seq 100); do
+        $PY -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$MPORT" 2>/dev/null && return 0
+        kill -0 "$MILTER_PID" 2>/dev/null || fail "sgmilter did not start: $(cat "$WORK/milter.log")"
+        sleep 0.1
+    done
+    fail "sgmilter did not listen in 10 s"
+}
+
+# milter_cf FILE - the main.cf lines attaching the milter on $MPORT to
+# Postfix's smtpd and its own sendmail (pf_start's extra file)
+milter_cf() {
+    printf 'smtpd_milters = inet:127.0.0.1:%s\nnon_smtpd_milters = $smtpd_milters\nmilter_default_action = tempfail\nmilter_protocol = 6\n' \
+        "$MPORT" >"$1"
+}

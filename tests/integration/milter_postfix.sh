@@ -30,15 +30,15 @@ SMTP=$(free_port)
 SINKP=$(free_port)
 MPORT=$(free_port)
 CONF="$WORK/sendguard.conf"
-cat >"$CONF" <<EOF
-store = { path = "$WORK/store"; };
+{
+    conf_common
+    cat <<EOF
 spool = { path = "$WORK/spool"; };
-dkim = { key_dir = "$WORK/keys"; };
-secrets = { token_key_file = "$WORK/token.key"; };
-tracker = { url = "https://t.example.net"; };
 relay = { smarthost = "127.0.0.1:SINKPORT"; domain = "relay.test"; starttls = "none"; };
 milter = { socket = "inet:$MPORT@127.0.0.1"; pid_file = "$WORK/sgmilter.pid"; };
+tenants = ( { name = "acme"; domains = [ "acme.example" ]; } );
 EOF
+} >"$CONF"
 sed -i "s/SINKPORT/$SINKP/" "$CONF"
 A="-c $CONF"
 mkdir -p "$WORK/store" "$WORK/spool/tmp" "$WORK/spool/queue" "$WORK/spool/defer"
@@ -54,23 +54,12 @@ expect 0 $A bounces add vip@example.org
 expect 0 $A allow-list add vip@example.org
 expect 0 $A token generate
 expect 0 $A dkim generate --domain shop.example --selector s1
+expect 0 $A --tenant acme bounces add t@example.org
 VERIFY="$SG_TOP_SRCDIR/tests/integration/dkim_verify.py"
 
-# start_milter - sgmilter in the foreground, until its port answers
-start_milter() {
-    "$SGMILTER" -c "$CONF" -f >>"$WORK/milter.log" 2>&1 &
-    MILTER_PID=$!
-    for _ in $(seq 100); do
-        $PY -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$MPORT" 2>/dev/null && return 0
-        kill -0 "$MILTER_PID" 2>/dev/null || fail "sgmilter did not start: $(cat "$WORK/milter.log")"
-        sleep 0.1
-    done
-    fail "sgmilter did not listen in 10 s"
-}
 start_milter
 sink_start "$WORK/sink" "$SINKP"
-printf 'smtpd_milters = inet:127.0.0.1:%s\nnon_smtpd_milters = $smtpd_milters\nmilter_default_action = tempfail\nmilter_protocol = 6\n' \
-    "$MPORT" >"$WORK/milter.cf"
+milter_cf "$WORK/milter.cf"
 pf_start "$WORK/pf" "$SMTP" "$SINKP" "$WORK/milter.cf"
 
 # send SUBJECT HEADERS RCPT... - one message by SMTP; the reply in $WORK/reply
@@ -86,7 +75,7 @@ msg = "From: %s\r\nTo: undisclosed-recipients:;\r\nSubject: %s\r\n%s\r\nbody of 
     hdrs.replace("\\n", "\r\n"), subj)
 s = smtplib.SMTP("127.0.0.1", port)
 try:
-    refused = s.sendmail("news@shop.example", rcpts, msg)
+    refused = s.sendmail(os.environ.get("SEND_SENDER", "news@shop.example"), rcpts, msg)
     print("250 accepted", refused)
 except smtplib.SMTPResponseException as e:
     print(e.smtp_code, e.smtp_error.decode())
@@ -156,9 +145,41 @@ json "[e['email'] for e in j] == ['vip@example.org']"
 send nogroup "" left@example.org
 wait_for nogroup
 check "left@ gets mail outside the group" [ "$(rcpts_of "$(arrived nogroup)")" = "left@example.org " ]
-send bypass 'X-SMTPAPI: {"filters": {"bypass_bounce_management": {"settings": {"enable": 1}}}}\n' gone@example.org
-wait_for bypass
-check "bypass_bounce_management delivers to gone@" [ "$(rcpts_of "$(arrived bypass)")" = "gone@example.org " ]
+
+# each bypass filter lifts its own list, bypass_list_management all of them
+# (no group here: the recipients left share one copy in Postfix)
+bypass() {
+    printf 'X-SMTPAPI: {%s"filters": {"%s": {"settings": {"enable": 1}}}}\\n' "$2" "$1"
+}
+for case in bypass_bounce_management=gone bypass_spam_management=spam \
+    bypass_unsubscribe_management=quit bypass_list_management=gone,quit,spam; do
+    f=${case%%=*}
+    want=$(echo "${case#*=}" | tr ',' '\n' | sed 's/$/@example.org/' | tr '\n' ' ')
+    send "$f" "$(bypass "$f" "")" gone@example.org spam@example.org quit@example.org
+    wait_for "$f"
+    check "$f delivers to $want only ($(rcpts_of "$(arrived "$f")"))" [ "$(rcpts_of "$(arrived "$f")")" = "$want" ]
+done
+# a group's suppression: only bypass_list_management lifts it
+send grp-narrow "$(bypass bypass_unsubscribe_management "\"asm_group_id\": $GID, ")" left@example.org ok@example.org
+wait_for grp-narrow
+check "bypass_unsubscribe_management keeps left@ out of its group" [ "$(rcpts_of "$(arrived grp-narrow)")" = "ok@example.org " ]
+send grp-list "$(bypass bypass_list_management "\"asm_group_id\": $GID, ")" left@example.org
+wait_for grp-list
+check "bypass_list_management lets left@ in" [ "$(rcpts_of "$(arrived grp-list)")" = "left@example.org " ]
+
+# the tenant: by the envelope sender's domain, else the From domain; t@ has
+# a bounce in tenant acme only
+SEND_SENDER=news@acme.example send tenant-env "" t@example.org ok@example.org
+wait_for tenant-env
+check "acme by its envelope sender: t@ dropped" [ "$(rcpts_of "$(arrived tenant-env)")" = "ok@example.org " ]
+SEND_FROM="Acme <news@acme.example>" send tenant-from "" t@example.org ok@example.org
+wait_for tenant-from
+check "acme by its From domain: t@ dropped" [ "$(rcpts_of "$(arrived tenant-from)")" = "ok@example.org " ]
+send tenant-default "" t@example.org
+wait_for tenant-default
+check "the default tenant: t@ delivered" [ "$(rcpts_of "$(arrived tenant-default)")" = "t@example.org " ]
+expect 0 $A --json --tenant acme events list --type dropped
+json "[e['email'] for e in j] == ['t@example.org', 't@example.org'] and all(e['tenant'] == 'acme' for e in j)"
 
 # every recipient suppressed: discarded, the client is not told
 send alldropped "" gone@example.org spam@example.org
