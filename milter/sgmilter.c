@@ -774,7 +774,12 @@ static sfsistat decide(SMFICTX *ctx, struct msgctx *m)
         if (strcmp(conf_string(st->conf, "milter.invalid_smtpapi"), "reject") == 0) {
             struct buf text;
             buf_init(&text, 128);
-            buf_printf(&text, "invalid X-SMTPAPI header: %s", buf_str(&why));
+            const char *reason = buf_str(&why);
+            /* the parser names the field itself: once is enough */
+            if (strncmp(reason, PIPELINE_SMTPAPI_FIELD ": ",
+                        strlen(PIPELINE_SMTPAPI_FIELD) + 2) == 0)
+                reason += strlen(PIPELINE_SMTPAPI_FIELD) + 2;
+            buf_printf(&text, "invalid X-SMTPAPI header: %s", reason);
             msg_info("%s: reject: %s", queue_id(ctx), buf_str(&text));
             smfi_setreply(ctx, "550", "5.6.0", (char *)buf_str(&text));
             buf_release(&text);
