@@ -12,6 +12,8 @@
 #   negotiation       only the actions and steps it uses; SMFIR_SKIP and no
 #                     change for a message needing nothing; each connection
 #                     answered after its own negotiation
+#   tenant            the tenant by SASL login ({auth_authen}), envelope
+#                     sender's domain, From domain, in that order
 #   header_count      milter.max_headers (default 1000; 20 here)
 #   oversize          milter.max_header_size, body_memory (the private
 #                     unlinked temporary file in milter.tmp_dir, or $TMPDIR
@@ -48,6 +50,8 @@ dkim = { key_dir = "$WORK/keys"; };
 secrets = { token_key_file = "$WORK/token.key"; };
 tracker = { url = "https://t.example.net"; };
 milter = { socket = "inet:$2@127.0.0.1"; pid_file = ""; $3 };
+tenants = ( { name = "acme"; logins = [ "acme-app" ]; domains = [ "acme.example" ]; },
+            { name = "beta"; logins = [ "beta-app" ]; domains = [ "beta.example" ]; } );
 EOF
 }
 
@@ -246,6 +250,7 @@ expect 0 -c "$CONF" spam-reports add spam@example.org
 expect 0 -c "$CONF" group-suppressions add "$GID" left@example.org
 expect 0 -c "$CONF" token generate
 expect 0 -c "$CONF" dkim generate --domain shop.example --selector s1
+expect 0 -c "$CONF" --tenant acme bounces add t@example.org
 
 # 1. the default limits
 start_milter "$CONF" "$WORK/milter.log" || fail "sgmilter did not start: $(cat "$WORK/milter.log")"
@@ -258,6 +263,9 @@ json "len(j) == 10" # the two refused messages decided nothing
 mtest aborted group="$GID"
 signature_ok "$WORK/saved/aborted.eml"
 mtest negotiation
+mtest tenant
+expect 0 -c "$CONF" --json --tenant acme events list --type dropped
+json "len(j) == 3 and all(e['email'] == 't@example.org' and e['tenant'] == 'acme' for e in j)"
 mtest header_count limit=1000
 mclient_says "552 5.3.4 too many header fields (limit 1000)" 1001 0 10
 stop_milter
