@@ -258,7 +258,7 @@ static const struct conf_row conf_table[] = {
     {.path = "milter.stop_timeout",
      .type = CONF_DURATION,
      .def = "1m",
-     .doc = "how long SIGTERM waits for the messages in flight"},
+     .doc = "how long SIGTERM waits for the connections (and messages) in flight"},
     {.path = "log.verbose", .type = CONF_INT, .def = "0", .doc = "debug logging level"},
     {.path = "tenants",
      .type = CONF_GROUPLIST,

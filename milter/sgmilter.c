@@ -19,8 +19,9 @@
  * handler: Linux offers a process-directed signal to the main thread first
  * when it does not block it, so they reach the handler, never libmilter's
  * sigwait.  SIGHUP reloads (a new struct state; messages in flight keep
- * theirs).  SIGTERM and SIGINT stop taking messages, finish those in flight
- * (within milter.stop_timeout), then stop libmilter.
+ * theirs).  SIGTERM and SIGINT refuse the messages of newer connections,
+ * serve the connections open already until they close (within
+ * milter.stop_timeout), then stop libmilter (see drain).
  *
  *   sgmilter [-c FILE] [-f]
  */
@@ -81,13 +82,23 @@ static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t state_idle = PTHREAD_COND_INITIALIZER;
 static struct state *current; /* holds a reference of its own */
 static unsigned in_flight;    /* messages between MAIL and their end */
-static int stopping;          /* the listener is gone: take no new message */
+static unsigned open_conns;   /* MTA connections opened before a SIGTERM */
+static int stopping;          /* SIGTERM: no message on a newer connection */
 static const char *conf_path;
 static char host[256];
 
 /* One connection's current message. */
 struct msgctx {
     int skip_ok;      /* this MTA connection takes SMFIS_SKIP from the body callback */
+    int old_conn;     /* opened before a SIGTERM: counted in open_conns */
+    unsigned long nr; /* the steps it expects no reply to (SMFIP_NR_*) */
+    /*
+     * A refusal decided at a step without a reply (the header, MAIL when
+     * stopping), given at the next step that has one (a body chunk, the end)
+     */
+    sfsistat refused; /* SMFIS_CONTINUE: none */
+    char refuse_code[4], refuse_xcode[8];
+    struct buf refuse_text;
     struct state *st; /* from MAIL to the message's end, else NULL */
     char *auth;       /* {auth_authen}, or NULL */
     char *sender;     /* the envelope sender, brackets removed */
@@ -176,13 +187,16 @@ fail:
     return NULL;
 }
 
-/* state_get - a reference to the current state for one message; NULL when stopping */
-static struct state *state_get(void)
+/*
+ * state_get - a reference to the current state for one message; NULL when
+ * stopping and the connection came after the SIGTERM
+ */
+static struct state *state_get(int old_conn)
 {
     struct state *s;
 
     pthread_mutex_lock(&state_lock);
-    if ((s = stopping ? NULL : current) != NULL) {
+    if ((s = stopping && !old_conn ? NULL : current) != NULL) {
         s->refs++;
         in_flight++;
     }
@@ -197,8 +211,8 @@ static void state_put(struct state *s, int message)
 
     pthread_mutex_lock(&state_lock);
     last = --s->refs == 0;
-    if (message && --in_flight == 0)
-        pthread_cond_broadcast(&state_idle);
+    if (message)
+        in_flight--;
     pthread_mutex_unlock(&state_lock);
     if (last)
         state_free(s, 1);
@@ -249,6 +263,7 @@ static void msg_reset(struct msgctx *m)
     m->n_smtpapi = m->n_lu = m->n_lup = m->n_mark = 0;
     m->n_fields = 0;
     m->have_from = m->need_body = m->is_copy = 0;
+    m->refused = SMFIS_CONTINUE;
 }
 
 /* domain_of - the domain of an address, or NULL */
@@ -280,13 +295,59 @@ static sfsistat on_error(SMFICTX *ctx, const struct state *st, const char *what)
     return SMFIS_TEMPFAIL;
 }
 
-/* too_large - refuse the message over a limit (552 5.3.4), and forget it */
-static sfsistat too_large(SMFICTX *ctx, struct msgctx *m, const char *text)
+/*
+ * The steps sgmilter has nothing to answer at: it asks the MTA not to wait
+ * for a reply there (each reply is a round trip, and libmilter's thread pool
+ * makes each one dear).  It answers at a body chunk (to skip the rest) and
+ * at the end.
+ */
+#define NR_STEPS                                                                         \
+    (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_DATA |     \
+     SMFIP_NR_UNKN | SMFIP_NR_HDR | SMFIP_NR_EOH)
+
+/* go_on - a step's answer when it has nothing to say: none when none is awaited */
+static sfsistat go_on(const struct msgctx *m, unsigned long step)
 {
-    msg_info("%s: reject: %s", queue_id(ctx), text);
-    smfi_setreply(ctx, "552", "5.3.4", (char *)text);
+    return m && (m->nr & step) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+/*
+ * refuse - refuse the message (how: SMFIS_REJECT or SMFIS_TEMPFAIL) with
+ * this reply, now when the step has a reply, else at the next that has; the
+ * message is forgotten either way
+ */
+static sfsistat refuse(SMFICTX *ctx, struct msgctx *m, unsigned long step, sfsistat how,
+                       const char *code, const char *xcode, const char *text)
+{
+    msg_info("%s: %s: %s", queue_id(ctx), how == SMFIS_REJECT ? "reject" : "tempfail",
+             text);
     msg_reset(m);
-    return SMFIS_REJECT;
+    if (!(m->nr & step)) {
+        smfi_setreply(ctx, (char *)code, (char *)xcode, (char *)text);
+        return how;
+    }
+    m->refused = how;
+    snprintf(m->refuse_code, sizeof(m->refuse_code), "%s", code);
+    snprintf(m->refuse_xcode, sizeof(m->refuse_xcode), "%s", xcode);
+    buf_set(&m->refuse_text, text);
+    return SMFIS_NOREPLY;
+}
+
+/* refusal - a refusal decided earlier, given now at a step with a reply */
+static sfsistat refusal(SMFICTX *ctx, struct msgctx *m)
+{
+    sfsistat how = m->refused;
+
+    smfi_setreply(ctx, m->refuse_code, m->refuse_xcode, (char *)buf_str(&m->refuse_text));
+    m->refused = SMFIS_CONTINUE;
+    return how;
+}
+
+/* too_large - refuse the message over a limit (552 5.3.4) */
+static sfsistat too_large(SMFICTX *ctx, struct msgctx *m, unsigned long step,
+                          const char *text)
+{
+    return refuse(ctx, m, step, SMFIS_REJECT, "552", "5.3.4", text);
 }
 
 /* conn_ctx - the connection's context, made by whichever callback comes first */
@@ -301,7 +362,13 @@ static struct msgctx *conn_ctx(SMFICTX *ctx)
         buf_init(&m->mark, 64);
         buf_init(&m->msg, 4096);
         buf_init(&m->fromaddr, 64);
+        buf_init(&m->refuse_text, 64);
         m->fd = -1;
+        m->refused = SMFIS_CONTINUE;
+        pthread_mutex_lock(&state_lock);
+        if ((m->old_conn = !stopping) != 0)
+            open_conns++;
+        pthread_mutex_unlock(&state_lock);
         smfi_setpriv(ctx, m);
     }
     return m;
@@ -319,9 +386,29 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     if ((f0 & want) != want)
         return SMFIS_REJECT;
     *pf0 = want;
-    /* the body only when the header says it is needed (SMFIS_SKIP) */
-    *pf1 = f1 & (SMFIP_SKIP | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOHELO);
+    /*
+     * only the macros it reads, where it reads them: the login at MAIL, the
+     * queue id (for the log and events) from the end of the header on; none
+     * at the other steps (each macro packet costs the MTA and libmilter)
+     */
+    if ((f0 & SMFIF_SETSYMLIST) &&
+        smfi_setsymlist(ctx, SMFIM_CONNECT, "") == MI_SUCCESS &&
+        smfi_setsymlist(ctx, SMFIM_HELO, "") == MI_SUCCESS &&
+        smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen}") == MI_SUCCESS &&
+        smfi_setsymlist(ctx, SMFIM_ENVRCPT, "") == MI_SUCCESS &&
+        smfi_setsymlist(ctx, SMFIM_DATA, "") == MI_SUCCESS &&
+        smfi_setsymlist(ctx, SMFIM_EOH, "i") == MI_SUCCESS &&
+        smfi_setsymlist(ctx, SMFIM_EOM, "i") == MI_SUCCESS)
+        *pf0 |= SMFIF_SETSYMLIST;
+    /*
+     * the body only when the header says it is needed (SMFIS_SKIP); no
+     * HELO, unknown command or DATA step; no reply awaited but at the body
+     * and the end.  (The connect step stays: it costs no round trip without
+     * a reply, and miltertest cannot do without it.)
+     */
+    *pf1 = f1 & (SMFIP_SKIP | SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA | NR_STEPS);
     conn_ctx(ctx)->skip_ok = (f1 & SMFIP_SKIP) != 0;
+    conn_ctx(ctx)->nr = *pf1 & NR_STEPS;
     *pf2 = *pf3 = 0;
     return SMFIS_CONTINUE;
 }
@@ -330,8 +417,7 @@ static sfsistat cb_connect(SMFICTX *ctx, char *host_name, _SOCK_ADDR *sa)
 {
     (void)host_name;
     (void)sa;
-    conn_ctx(ctx);
-    return SMFIS_CONTINUE;
+    return go_on(conn_ctx(ctx), SMFIP_NR_CONN);
 }
 
 static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
@@ -340,15 +426,14 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
     const char *auth = smfi_getsymval(ctx, "{auth_authen}");
 
     if (m == NULL)
-        return on_error(ctx, NULL, "no connection context");
+        m = conn_ctx(ctx);
     msg_reset(m);
-    if ((m->st = state_get()) == NULL) {
-        smfi_setreply(ctx, "451", "4.3.2", "the mail filter is restarting, try again");
-        return SMFIS_TEMPFAIL;
-    }
+    if ((m->st = state_get(m->old_conn)) == NULL)
+        return refuse(ctx, m, SMFIP_NR_MAIL, SMFIS_TEMPFAIL, "451", "4.3.2",
+                      "the mail filter is restarting, try again");
     m->sender = unbracket(argv[0]);
     m->auth = auth && *auth ? mystrdup(auth) : NULL;
-    return SMFIS_CONTINUE;
+    return go_on(m, SMFIP_NR_MAIL);
 }
 
 static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
@@ -356,10 +441,10 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
     struct msgctx *m = ctx_of(ctx);
 
     if (m == NULL || m->st == NULL)
-        return SMFIS_CONTINUE;
+        return go_on(m, SMFIP_NR_RCPT);
     m->rcpts = mygrow(m->rcpts, &m->cap, m->nrcpts, sizeof(char *));
     m->rcpts[m->nrcpts++] = mystrdup(argv[0]);
-    return SMFIS_CONTINUE;
+    return go_on(m, SMFIP_NR_RCPT);
 }
 
 static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
@@ -369,20 +454,20 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
     size_t size;
 
     if (m == NULL || m->st == NULL)
-        return SMFIS_CONTINUE;
+        return go_on(m, SMFIP_NR_HDR);
     conf = m->st->conf;
     size = strlen(name) + 2 + strlen(value);
     if (++m->n_fields > conf_int(conf, "milter.max_headers")) {
         char text[96];
         snprintf(text, sizeof(text), "too many header fields (limit %lld)",
                  conf_int(conf, "milter.max_headers"));
-        return too_large(ctx, m, text);
+        return too_large(ctx, m, SMFIP_NR_HDR, text);
     }
     if ((long long)size > conf_size(conf, "milter.max_header_size")) {
         char text[160];
         snprintf(text, sizeof(text), "header field %.60s too large (limit %lld bytes)",
                  name, conf_size(conf, "milter.max_header_size"));
-        return too_large(ctx, m, text);
+        return too_large(ctx, m, SMFIP_NR_HDR, text);
     }
     if (strcasecmp(name, PIPELINE_SMTPAPI_FIELD) == 0) {
         if (m->n_smtpapi++ == 0)
@@ -408,7 +493,7 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
         buf_putc(&m->msg, *v);
     }
     buf_puts(&m->msg, "\r\n");
-    return SMFIS_CONTINUE;
+    return go_on(m, SMFIP_NR_HDR);
 }
 
 /*
@@ -436,11 +521,14 @@ static sfsistat cb_eoh(SMFICTX *ctx)
     struct msgctx *m = ctx_of(ctx);
     struct state *st;
 
+    if (m && m->refused != SMFIS_CONTINUE && !(m->nr & SMFIP_NR_EOH))
+        return refusal(ctx, m);
     if (m == NULL || m->st == NULL)
-        return SMFIS_CONTINUE;
+        return go_on(m, SMFIP_NR_EOH);
     st = m->st;
     if ((m->is_copy = marked(ctx, m)) != 0)
-        return SMFIS_CONTINUE; /* the body is skipped, the marker removed at the end */
+        return go_on(
+            m, SMFIP_NR_EOH); /* the body is skipped, the marker removed at the end */
     buf_puts(&m->msg, "\r\n");
     m->size = (long long)m->msg.len;
     if (m->have_from)
@@ -451,7 +539,7 @@ static sfsistat cb_eoh(SMFICTX *ctx)
     m->need_body = m->n_smtpapi > 0 ||
                    pipeline_may_change(st->pl, m->tenant,
                                        m->fromaddr.len ? buf_str(&m->fromaddr) : NULL);
-    return SMFIS_CONTINUE;
+    return go_on(m, SMFIP_NR_EOH);
 }
 
 /* write_full - all of data to fd: 0, or -1 with errno */
@@ -510,6 +598,8 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *data, size_t len)
     struct buf why;
     long long limit;
 
+    if (m && m->refused != SMFIS_CONTINUE)
+        return refusal(ctx, m);
     if (m == NULL || m->st == NULL)
         return SMFIS_CONTINUE;
     if (!m->need_body || m->is_copy)
@@ -520,7 +610,7 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *data, size_t len)
         char text[96];
         snprintf(text, sizeof(text),
                  "message body too large for the milter (limit %lld bytes)", limit);
-        return too_large(ctx, m, text);
+        return too_large(ctx, m, 0, text);
     }
     buf_init(&why, 128);
     if (m->fd < 0 && m->body_len > conf_size(m->st->conf, "milter.body_memory") &&
@@ -851,6 +941,8 @@ static sfsistat cb_eom(SMFICTX *ctx)
     struct msgctx *m = ctx_of(ctx);
     sfsistat rc;
 
+    if (m && m->refused != SMFIS_CONTINUE)
+        return refusal(ctx, m);
     if (m == NULL || m->st == NULL)
         return on_error(ctx, NULL, "end of message without its envelope");
     if (m->is_copy) {
@@ -885,6 +977,11 @@ static sfsistat cb_close(SMFICTX *ctx)
         buf_release(&m->mark);
         buf_release(&m->msg);
         buf_release(&m->fromaddr);
+        buf_release(&m->refuse_text);
+        pthread_mutex_lock(&state_lock);
+        if (m->old_conn && --open_conns == 0)
+            pthread_cond_broadcast(&state_idle);
+        pthread_mutex_unlock(&state_lock);
         myfree(m);
         smfi_setpriv(ctx, NULL);
     }
@@ -894,7 +991,7 @@ static sfsistat cb_close(SMFICTX *ctx)
 static struct smfiDesc desc = {
     .xxfi_name = "sgmilter",
     .xxfi_version = SMFI_VERSION,
-    .xxfi_flags = SMFIF_DELRCPT | SMFIF_CHGHDRS | SMFIF_ADDHDRS,
+    .xxfi_flags = SMFIF_DELRCPT | SMFIF_CHGHDRS | SMFIF_ADDHDRS | SMFIF_SETSYMLIST,
     .xxfi_connect = cb_connect,
     .xxfi_envfrom = cb_envfrom,
     .xxfi_envrcpt = cb_envrcpt,
@@ -995,10 +1092,14 @@ static void *serve(void *arg)
 }
 
 /*
- * drain - SIGTERM: take no new message (MAIL is answered 451 4.3.2), finish
- * those in flight (within milter.stop_timeout), then stop libmilter.  Done
- * here rather than by libmilter's own signal thread, whose stop ends every
- * session at once, a message half received included.
+ * drain - SIGTERM: a connection the MTA opens from now on has each message
+ * answered 451 4.3.2 (at its end: MAIL awaits no reply); the connections
+ * open already are served until the MTA closes them (a message the client
+ * began before the signal may reach the milter only at its end, the MTA
+ * holding back the steps that await no reply), for at most
+ * milter.stop_timeout; then libmilter is stopped.  Done here rather than by
+ * libmilter's own signal thread, whose stop ends every session at once, a
+ * message half received included.
  */
 static void drain(void)
 {
@@ -1008,17 +1109,18 @@ static void drain(void)
     pthread_mutex_lock(&state_lock);
     wait_s = conf_duration(current->conf, "milter.stop_timeout");
     stopping = 1;
-    if (in_flight > 0)
-        msg_info("stopping: %u message(s) in flight", in_flight);
+    if (open_conns > 0)
+        msg_info("stopping: %u connection(s) open, %u message(s) in flight", open_conns,
+                 in_flight);
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += (time_t)wait_s;
-    while (in_flight > 0 &&
+    while (open_conns > 0 &&
            pthread_cond_timedwait(&state_idle, &state_lock, &until) != ETIMEDOUT)
         ;
-    if (in_flight > 0)
-        msg_warn(
-            "stopping with %u message(s) unfinished after %llds: the MTA retries them",
-            in_flight, wait_s);
+    if (open_conns > 0)
+        msg_warn("stopping with %u connection(s) open after %llds (%u message(s) in "
+                 "flight): the MTA retries their mail",
+                 open_conns, wait_s, in_flight);
     pthread_mutex_unlock(&state_lock);
     smfi_stop();
 }

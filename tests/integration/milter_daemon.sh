@@ -225,5 +225,5 @@ clean "$(arrived in-flight)" >"$WORK/got.eml"
 $PY "$VERIFY" "$WORK/got.eml" "$KEYSPEC" >"$WORK/verify" 2>&1 ||
     fail "the message in flight was not signed: $(cat "$WORK/verify")"
 CHECKS=$((CHECKS + 1))
-check "the stop is logged" grep -q 'stopping: 1 message(s) in flight' "$WORK/milter.log"
+check "the stop is logged" grep -q 'stopping: 1 connection(s) open' "$WORK/milter.log"
 done_ok

@@ -40,7 +40,12 @@ local all = fields(limit + 1, "over the limit")
 local last = table.remove(all)
 headers(conn, all)
 step("header field " .. limit + 1, mt.header(conn, last[1], last[2]))
-reply_is(conn, SMFIR_REPLYCODE, "header field " .. limit + 1 .. " refused with a reply code")
+-- no reply is awaited at a header field: the refusal comes at the next
+-- step with one, the first body chunk
+reply_is(conn, SMFIR_CONTINUE, "header field " .. limit + 1 .. " awaits no reply")
+eoh(conn)
+step("body", mt.bodystring(conn, "body\r\n"))
+reply_is(conn, SMFIR_REPLYCODE, "the message with " .. limit + 1 .. " fields refused with a reply code at its body")
 step("abort", mt.abort(conn)) -- what the MTA does after a refusal
 
 scene("3: " .. limit .. " header fields again, same connection")

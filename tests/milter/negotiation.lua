@@ -41,16 +41,22 @@ local conn = open(ALL_STEPS, ALL_ACTIONS)
 for _, a in ipairs({ "SMFIF_DELRCPT", "SMFIF_CHGHDRS", "SMFIF_ADDHDRS" }) do
     check(mt.test_action(conn, _G[a]), "asks for " .. a)
 end
+check(mt.test_action(conn, SMFIF_SETSYMLIST), "asks for SMFIF_SETSYMLIST (only the macros it reads)")
 for _, a in ipairs({ "SMFIF_CHGBODY", "SMFIF_ADDRCPT", "SMFIF_QUARANTINE", "SMFIF_CHGFROM",
-                     "SMFIF_ADDRCPT_PAR", "SMFIF_SETSYMLIST" }) do
+                     "SMFIF_ADDRCPT_PAR" }) do
     if _G[a] ~= nil then
         check(not mt.test_action(conn, _G[a]), "does not ask for " .. a)
     end
 end
 check(mt.test_option(conn, SMFIP_SKIP), "asks for SMFIP_SKIP (leave to skip the body)")
 for _, o in ipairs({ "SMFIP_NOMAIL", "SMFIP_NORCPT", "SMFIP_NOHDRS", "SMFIP_NOEOH", "SMFIP_NOBODY",
-                     "SMFIP_NR_HDR", "SMFIP_NR_EOH", "SMFIP_NR_BODY" }) do
+                     "SMFIP_NR_BODY" }) do
     check(not mt.test_option(conn, _G[o]), "does not ask for " .. o)
+end
+-- no reply awaited but at the body (to skip it) and the end: each is a round trip
+for _, o in ipairs({ "SMFIP_NR_CONN", "SMFIP_NR_HELO", "SMFIP_NR_MAIL", "SMFIP_NR_RCPT",
+                     "SMFIP_NR_DATA", "SMFIP_NR_UNKN", "SMFIP_NR_HDR", "SMFIP_NR_EOH" }) do
+    check(mt.test_option(conn, _G[o]), "asks for no reply: " .. o)
 end
 for _, o in ipairs({ "SMFIP_NOHELO", "SMFIP_NOUNKNOWN", "SMFIP_NODATA" }) do
     check(mt.test_option(conn, _G[o]), "asks not to be sent what it does not use: " .. o)

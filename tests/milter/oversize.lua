@@ -130,8 +130,12 @@ scene("header field of max_header_size + 1 bytes")
 envelope(conn, "<news@shop.example>", { "<ok@example.org>" })
 headers(conn, { { "From", SHOP }, { "Subject", "a field too big" } })
 step("the big field", mt.header(conn, name, string.rep("v", hsize - #name - 1)))
+-- refused at the next step with a reply: the first body chunk
+reply_is(conn, SMFIR_CONTINUE, "a header field awaits no reply")
+eoh(conn)
+step("body", mt.bodystring(conn, "body\r\n"))
 reply_is(conn, SMFIR_REPLYCODE, "a field of " .. hsize + 1 .. " bytes (value " .. hsize - #name - 1 ..
-                                " bytes: its name and ': ' count) refused with a reply code")
+                                " bytes: its name and ': ' count) refused with a reply code at the body")
 step("abort", mt.abort(conn))
 
 scene("a message after the refused field, same connection")
