@@ -123,6 +123,7 @@ struct msgctx {
     long long body_len;  /* bytes of body so far */
     int need_body;       /* decided at the end of the header */
     int is_copy;         /* a copy sendguard made: pass it on as it is */
+    int header_done;     /* header_done ran */
     char *tenant;        /* decided at the end of the header */
     struct buf fromaddr; /* the From address */
 };
@@ -262,7 +263,7 @@ static void msg_reset(struct msgctx *m)
     m->tenant = NULL;
     m->n_smtpapi = m->n_lu = m->n_lup = m->n_mark = 0;
     m->n_fields = 0;
-    m->have_from = m->need_body = m->is_copy = 0;
+    m->have_from = m->need_body = m->is_copy = m->header_done = 0;
     m->refused = SMFIS_CONTINUE;
 }
 
@@ -388,25 +389,26 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     *pf0 = want;
     /*
      * only the macros it reads, where it reads them: the login at MAIL, the
-     * queue id (for the log and events) from the end of the header on; none
-     * at the other steps (each macro packet costs the MTA and libmilter)
+     * queue id (for the log and events) at RCPT and at the end; none at the
+     * other steps (each macro packet costs the MTA and libmilter)
      */
     if ((f0 & SMFIF_SETSYMLIST) &&
         smfi_setsymlist(ctx, SMFIM_CONNECT, "") == MI_SUCCESS &&
         smfi_setsymlist(ctx, SMFIM_HELO, "") == MI_SUCCESS &&
         smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen}") == MI_SUCCESS &&
-        smfi_setsymlist(ctx, SMFIM_ENVRCPT, "") == MI_SUCCESS &&
+        smfi_setsymlist(ctx, SMFIM_ENVRCPT, "i") == MI_SUCCESS &&
         smfi_setsymlist(ctx, SMFIM_DATA, "") == MI_SUCCESS &&
-        smfi_setsymlist(ctx, SMFIM_EOH, "i") == MI_SUCCESS &&
+        smfi_setsymlist(ctx, SMFIM_EOH, "") == MI_SUCCESS &&
         smfi_setsymlist(ctx, SMFIM_EOM, "i") == MI_SUCCESS)
         *pf0 |= SMFIF_SETSYMLIST;
     /*
      * the body only when the header says it is needed (SMFIS_SKIP); no
-     * HELO, unknown command or DATA step; no reply awaited but at the body
-     * and the end.  (The connect step stays: it costs no round trip without
-     * a reply, and miltertest cannot do without it.)
+     * connect, HELO, unknown command, DATA or end-of-header step (the
+     * first body chunk, or the end, tells the header is over); no reply
+     * awaited but at the body and the end
      */
-    *pf1 = f1 & (SMFIP_SKIP | SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA | NR_STEPS);
+    *pf1 = f1 & (SMFIP_SKIP | SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOUNKNOWN |
+                 SMFIP_NODATA | SMFIP_NOEOH | NR_STEPS);
     conn_ctx(ctx)->skip_ok = (f1 & SMFIP_SKIP) != 0;
     conn_ctx(ctx)->nr = *pf1 & NR_STEPS;
     *pf2 = *pf3 = 0;
@@ -510,25 +512,24 @@ static int marked(SMFICTX *ctx, struct msgctx *m)
     rcpt = unbracket(m->rcpts[0]);
     ok = pipeline_mark_check(m->st->pl, rcpt, m->mark.data, m->mark.len, time(NULL));
     myfree(rcpt);
-    if (ok)
-        msg_info("%s: a copy sendguard made already: passed on", queue_id(ctx));
+    (void)ctx;
     return ok;
 }
 
-/* cb_eoh - the tenant, and whether the body is needed at all */
-static sfsistat cb_eoh(SMFICTX *ctx)
+/*
+ * header_done - at the end of the header (the first body chunk or the end
+ * of the message, the MTA sending no end-of-header step): the tenant, and
+ * whether the body is needed at all
+ */
+static void header_done(SMFICTX *ctx, struct msgctx *m)
 {
-    struct msgctx *m = ctx_of(ctx);
-    struct state *st;
+    struct state *st = m->st;
 
-    if (m && m->refused != SMFIS_CONTINUE && !(m->nr & SMFIP_NR_EOH))
-        return refusal(ctx, m);
-    if (m == NULL || m->st == NULL)
-        return go_on(m, SMFIP_NR_EOH);
-    st = m->st;
+    if (m->header_done)
+        return;
+    m->header_done = 1;
     if ((m->is_copy = marked(ctx, m)) != 0)
-        return go_on(
-            m, SMFIP_NR_EOH); /* the body is skipped, the marker removed at the end */
+        return; /* the body is skipped, the marker removed at the end */
     buf_puts(&m->msg, "\r\n");
     m->size = (long long)m->msg.len;
     if (m->have_from)
@@ -539,6 +540,17 @@ static sfsistat cb_eoh(SMFICTX *ctx)
     m->need_body = m->n_smtpapi > 0 ||
                    pipeline_may_change(st->pl, m->tenant,
                                        m->fromaddr.len ? buf_str(&m->fromaddr) : NULL);
+}
+
+/* cb_eoh - for an MTA that sends the step (sgmilter asks it not to) */
+static sfsistat cb_eoh(SMFICTX *ctx)
+{
+    struct msgctx *m = ctx_of(ctx);
+
+    if (m && m->refused != SMFIS_CONTINUE && !(m->nr & SMFIP_NR_EOH))
+        return refusal(ctx, m);
+    if (m && m->st)
+        header_done(ctx, m);
     return go_on(m, SMFIP_NR_EOH);
 }
 
@@ -602,6 +614,7 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *data, size_t len)
         return refusal(ctx, m);
     if (m == NULL || m->st == NULL)
         return SMFIS_CONTINUE;
+    header_done(ctx, m);
     if (!m->need_body || m->is_copy)
         return m->skip_ok ? SMFIS_SKIP : SMFIS_CONTINUE;
     m->body_len += (long long)len;
@@ -945,13 +958,13 @@ static sfsistat cb_eom(SMFICTX *ctx)
         return refusal(ctx, m);
     if (m == NULL || m->st == NULL)
         return on_error(ctx, NULL, "end of message without its envelope");
+    header_done(ctx, m); /* a message without a body */
     if (m->is_copy) {
+        msg_info("%s: a copy sendguard made already: passed on", queue_id(ctx));
         smfi_chgheader(ctx, PIPELINE_MARK_FIELD, 1, NULL);
         msg_reset(m);
         return SMFIS_CONTINUE;
     }
-    if (m->tenant == NULL) /* no end of header: a message with no header at all */
-        cb_eoh(ctx);
     rc = decide(ctx, m);
     msg_reset(m); /* the message is done: its state goes back */
     return rc;

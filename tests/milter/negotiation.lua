@@ -49,7 +49,7 @@ for _, a in ipairs({ "SMFIF_CHGBODY", "SMFIF_ADDRCPT", "SMFIF_QUARANTINE", "SMFI
     end
 end
 check(mt.test_option(conn, SMFIP_SKIP), "asks for SMFIP_SKIP (leave to skip the body)")
-for _, o in ipairs({ "SMFIP_NOMAIL", "SMFIP_NORCPT", "SMFIP_NOHDRS", "SMFIP_NOEOH", "SMFIP_NOBODY",
+for _, o in ipairs({ "SMFIP_NOMAIL", "SMFIP_NORCPT", "SMFIP_NOHDRS", "SMFIP_NOBODY",
                      "SMFIP_NR_BODY" }) do
     check(not mt.test_option(conn, _G[o]), "does not ask for " .. o)
 end
@@ -58,7 +58,9 @@ for _, o in ipairs({ "SMFIP_NR_CONN", "SMFIP_NR_HELO", "SMFIP_NR_MAIL", "SMFIP_N
                      "SMFIP_NR_DATA", "SMFIP_NR_UNKN", "SMFIP_NR_HDR", "SMFIP_NR_EOH" }) do
     check(mt.test_option(conn, _G[o]), "asks for no reply: " .. o)
 end
-for _, o in ipairs({ "SMFIP_NOHELO", "SMFIP_NOUNKNOWN", "SMFIP_NODATA" }) do
+-- the end of the header is told by the first body chunk or the end of the message
+for _, o in ipairs({ "SMFIP_NOCONNECT", "SMFIP_NOHELO", "SMFIP_NOUNKNOWN", "SMFIP_NODATA",
+                     "SMFIP_NOEOH" }) do
     check(mt.test_option(conn, _G[o]), "asks not to be sent what it does not use: " .. o)
 end
 
