@@ -129,8 +129,10 @@ clean() {
     grep -v '^X-\(Client-Addr\|Client-Proto\|Helo-Args\|Mail-Args\|Rcpt-Args\):' "$1"
 }
 
-# 1. recipients handed to the relay leave at once when its daemon listens,
-# through etc/'s next hop (Postfix without the milter)
+# 1. a group message to three recipients: each gets one copy whose
+# List-Unsubscribe names that recipient, DKIM-verified; the two handed to the
+# relay leave at once when its daemon listens, through etc/'s next hop
+# (Postfix without the milter)
 conf "127.0.0.1:$NEXT" discard
 "$SGRELAY" -C "$CONF" -bd -q1h >"$WORK/runner.log" 2>&1 &
 RUNNER_PID=$!
@@ -143,6 +145,10 @@ check "the spool is empty again" [ "$(count_files "$WORK/spool/queue" '*')" -eq 
 for f in $(arrived kicked); do
     clean "$f" >"$WORK/got.eml"
     check "one List-Unsubscribe in $f" [ "$(grep -c '^List-Unsubscribe:' "$WORK/got.eml")" -eq 1 ]
+    who=$(sed -n 's/^X-Rcpt-Args: <\(.*\)>.*/\1/p' "$f")
+    tok=$($PY -c 'import email,re,sys; m=email.message_from_binary_file(open(sys.argv[1],"rb")); print(re.search(r"/u/([A-Za-z0-9_-]+)>", m["List-Unsubscribe"]).group(1))' "$WORK/got.eml")
+    expect 0 $A --json token decode "$tok"
+    json "j['recipient'] == '$who' and j['group'] == $GID"
     $PY "$VERIFY" "$WORK/got.eml" "$KEYSPEC" >"$WORK/verify" 2>&1 ||
         fail "DKIM of $f does not verify: $(cat "$WORK/verify")"
     CHECKS=$((CHECKS + 1))
@@ -211,7 +217,7 @@ while [ "$i" -lt 20 ]; do kill -HUP "$MILTER_PID"; i=$((i + 1)); done
 sleep 1
 check "twenty reloads in a row: still running" kill -0 "$MILTER_PID"
 session send:after-burst:ok@example.org
-check "and answering" [ "$(reply after-burst)" = 250 ]
+check "and answering ($(cat "$WORK/replies"); $(tail -n 3 "$WORK/milter.log"))" [ "$(reply after-burst)" = 250 ]
 
 # 4. SIGTERM with a message in flight: it is finished, then the milter stops
 session mail:ok@example.org term sleep:1 data:in-flight
