@@ -34,8 +34,15 @@ struct pipeline {
     char *mailto_local;   /* "unsubscribe" */
     char *mailto_domain;  /* "example.com" */
     int keep_existing;    /* unsubscribe.keep_existing */
-    pthread_mutex_t lock; /* for unsigned_: threads share a pipeline */
+    pthread_mutex_t lock; /* for unsigned_ and defaults: threads share a pipeline */
     struct buf unsigned_; /* "\n"-separated domains already reported unsigned */
+    /* the tenants' default groups, as of the store's generation defaults_gen */
+    struct tenant_default {
+        char *tenant;
+        uint32_t group;
+    } * defaults;
+    size_t ndefaults, capdefaults;
+    uint64_t defaults_gen;
 };
 
 /* url_base - tracker.url checked: https, a host, no query or fragment */
@@ -130,6 +137,9 @@ void pipeline_free(struct pipeline *p)
     myfree(p->mailto_domain);
     buf_release(&p->keys_why);
     buf_release(&p->unsigned_);
+    for (size_t i = 0; i < p->ndefaults; i++)
+        myfree(p->defaults[i].tenant);
+    myfree(p->defaults);
     pthread_mutex_destroy(&p->lock);
     myfree(p);
 }
@@ -457,18 +467,51 @@ int pipeline_mark_check(struct pipeline *p, const char *rcpt, const char *value,
     return ok;
 }
 
+/*
+ * default_group - the tenant's default group, from a cache that holds while
+ * the store's generation does (any write moves it): no store read per
+ * message.  0, or -1 with why.
+ */
+static int default_group(struct pipeline *p, const char *tenant, uint32_t *group,
+                         struct buf *why)
+{
+    uint64_t gen = store_generation(p->store);
+    int rc = 0;
+
+    pthread_mutex_lock(&p->lock);
+    if (gen != p->defaults_gen) {
+        for (size_t i = 0; i < p->ndefaults; i++)
+            myfree(p->defaults[i].tenant);
+        p->ndefaults = 0;
+        p->defaults_gen = gen;
+    }
+    for (size_t i = 0; i < p->ndefaults; i++)
+        if (strcmp(p->defaults[i].tenant, tenant) == 0) {
+            *group = p->defaults[i].group;
+            pthread_mutex_unlock(&p->lock);
+            return 0;
+        }
+    if ((rc = store_default_group(p->store, tenant, group, why)) == 0) {
+        p->defaults =
+            mygrow(p->defaults, &p->capdefaults, p->ndefaults, sizeof(*p->defaults));
+        p->defaults[p->ndefaults].tenant = mystrdup(tenant);
+        p->defaults[p->ndefaults++].group = *group;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
 /* pipeline_may_change - see pipeline.h */
 int pipeline_may_change(struct pipeline *p, const char *tenant, const char *from_addr)
 {
     struct dkim_key *keys[DKIM_KEYS_MAX];
-    struct store_hits hits;
     struct buf dom, addr, err;
+    uint32_t group = 0;
     int n, rc = 1;
 
     buf_init(&dom, 64);
     buf_init(&addr, 64);
     buf_init(&err, 64);
-    store_hits_init(&hits);
     if (from_addr == NULL || address_normalize(from_addr, &addr, &err) < 0 ||
         dkim_domain_normalize(address_domain(buf_str(&addr)), &dom, &err) < 0)
         goto out; /* cannot tell: assume it may */
@@ -477,12 +520,10 @@ int pipeline_may_change(struct pipeline *p, const char *tenant, const char *from
             dkim_key_free(keys[i]);
         goto out; /* a key signs it (or the store cannot say) */
     }
-    if (store_lookup(p->store, tenant, buf_str(&addr), STORE_NO_GROUP, &hits, &err) < 0 ||
-        hits.default_group != 0)
+    if (default_group(p, tenant, &group, &err) < 0 || group != 0)
         goto out; /* the tenant's default group: unsubscribe headers */
     rc = 0;
 out:
-    store_hits_free(&hits);
     buf_release(&dom);
     buf_release(&addr);
     buf_release(&err);

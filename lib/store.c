@@ -2060,6 +2060,25 @@ static int st_get_u32(struct store *st, struct store_db *db, const struct buf *k
     return found < 0 ? -1 : 0;
 }
 
+/* store_default_group - see store.h */
+int store_default_group(struct store *st, const char *tenant, uint32_t *id,
+                        struct buf *why)
+{
+    struct store_db *db;
+    struct buf k;
+    int rc;
+
+    *id = 0;
+    if ((db = st_rlock(st, why)) == NULL)
+        return -1;
+    buf_init(&k, 64);
+    key_tenant(&k, 'D', tenant);
+    rc = st_get_u32(st, db, &k, id, why);
+    st_runlock(st);
+    buf_release(&k);
+    return rc;
+}
+
 /* st_put_u32 - store a 4-byte value */
 static int st_put_u32(struct store *st, const struct buf *k, uint32_t val,
                       struct buf *why)

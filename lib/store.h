@@ -277,6 +277,9 @@ int store_group_update(struct store *st, const char *tenant, uint32_t id,
                        const char *name, const char *description, int is_default,
                        uint32_t *old_default, struct buf *why);
 /* store_group_get - 1 found, 0 not, -1 */
+/* store_default_group - the tenant's default group (0: none); 0, or -1 with why */
+int store_default_group(struct store *st, const char *tenant, uint32_t *id,
+                        struct buf *why);
 int store_group_get(struct store *st, const char *tenant, uint32_t id,
                     struct store_group *grp, struct buf *why);
 int store_group_list(struct store *st, const char *tenant, store_group_fn fn, void *ctx,
@@ -311,7 +314,8 @@ int store_dkim_delete(struct store *st, const char *domain, const char *selector
 int store_dkim_list(struct store *st, const char *domain, const char *selector,
                     store_dkim_fn fn, void *ctx, struct buf *why);
 
-/* store_generation - the current generation (for tests and diagnostics) */
+/* store_generation - the current generation: it moves at every commit (caches of
+ * what the store says hold while it does not) */
 uint64_t store_generation(struct store *st);
 
 /* store_max_lock_wait_us - the longest this handle waited for the write lock */

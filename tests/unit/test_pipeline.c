@@ -477,6 +477,16 @@ static void test_changes(void **state)
     assert_int_equal(pipeline_per_recipient(fx.p, &c, api, strlen(api)), 1);
     assert_int_equal(pipeline_may_change(fx.p, "default", "news@shop.example"), 1);
     assert_int_equal(pipeline_may_change(fx.p, "other", "a@other.example"), 0);
+    /* a default group makes every message of its tenant one that may change,
+     * from the next message on: the cache follows the store's generation */
+    assert_int_equal(pipeline_may_change(fx.p, "default", "a@other.example"), 0);
+    assert_int_equal(
+        store_group_update(fx.st, "default", fx.group, NULL, NULL, 1, NULL, &why), 0);
+    assert_int_equal(pipeline_may_change(fx.p, "default", "a@other.example"), 1);
+    assert_int_equal(pipeline_may_change(fx.p, "other", "a@other.example"), 0);
+    assert_int_equal(
+        store_group_update(fx.st, "default", fx.group, NULL, NULL, 0, NULL, &why), 0);
+    assert_int_equal(pipeline_may_change(fx.p, "default", "a@other.example"), 0);
     assert_int_equal(pipeline_personalise(fx.p, &c, api, strlen(api), &out, &nsig, &why),
                      0);
     assert_int_equal(pipeline_changes(fx.p, &c, api, strlen(api), &ch, &why), 0);
