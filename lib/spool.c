@@ -58,7 +58,10 @@ static int open_sub(const char *path, const char *name, int create, struct buf *
 
     buf_init(&p, 128);
     buf_setf(&p, "%s/%s", path, name);
-    if (create && mkdir(buf_str(&p), 02770) < 0 && errno != EEXIST) {
+    if (create && mkdir(buf_str(&p), 02770) == 0) {
+        /* the mode whatever the umask: every process of the group writes there */
+        chmod(buf_str(&p), 02770);
+    } else if (create && errno != EEXIST) {
         buf_error(why, "cannot create %s: %m", buf_str(&p));
         buf_release(&p);
         return -1;
@@ -657,7 +660,9 @@ int spool_kick_listen(struct spool *sp, struct buf *why)
 
     buf_init(&path, 128);
     buf_setf(&path, "%s/" KICK_NAME, sp->path);
-    if (mkfifo(buf_str(&path), 0660) < 0 && errno != EEXIST) {
+    if (mkfifo(buf_str(&path), 0660) == 0) {
+        chmod(buf_str(&path), 0660); /* whatever the umask: the milter writes */
+    } else if (errno != EEXIST) {
         buf_error(why, "cannot make %s: %m", buf_str(&path));
         goto out;
     }
