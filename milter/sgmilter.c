@@ -13,15 +13,15 @@
  * temporary file, up to milter.max_body_size.
  *
  * Threads: libmilter runs the MTA's connections on threads of its own, and
- * a signal thread that would stop everything at once on SIGHUP, SIGTERM or
- * SIGINT, a message half received included.  So smfi_main runs in a thread
- * of its own, and the main thread keeps those signals unblocked with a
- * handler: Linux offers a process-directed signal to the main thread first
- * when it does not block it, so they reach the handler, never libmilter's
- * sigwait.  SIGHUP reloads (a new struct state; messages in flight keep
- * theirs).  SIGTERM and SIGINT refuse the messages of newer connections,
- * serve the connections open already until they close (within
- * milter.stop_timeout), then stop libmilter (see drain).
+ * a signal thread that sigwait()s for SIGHUP, SIGTERM and SIGINT and stops
+ * everything at once on each, a message half received included.  So
+ * smfi_main runs in a thread of its own, every thread but the main one
+ * blocks those signals, the main thread takes them with a handler, and the
+ * sigwait() below keeps libmilter's signal thread from ever receiving one.
+ * SIGHUP reloads (a new struct state; messages in flight keep theirs).
+ * SIGTERM and SIGINT refuse the messages of newer connections, serve the
+ * connections open already until they close (within milter.stop_timeout),
+ * then stop libmilter (see drain).
  *
  *   sgmilter [-c FILE] [-f]
  */
@@ -1079,6 +1079,31 @@ static void reload(void)
     buf_release(&why);
 }
 
+/*
+ * sigwait - this program's own, which libmilter's signal thread calls (the
+ * executable's definition comes before libc's for the libraries it links):
+ * for libmilter's set (SIGHUP, SIGTERM, SIGINT) the thread waits forever and
+ * the signals stay with the main thread's handler; any other set is waited
+ * for as POSIX says.  Left to libc's, a signal arriving while the main
+ * thread had it blocked (in its handler, say) could reach libmilter's thread
+ * and stop the milter on a SIGHUP.
+ */
+int sigwait(const sigset_t *set, int *sig)
+{
+    int s;
+
+    if (sigismember(set, SIGHUP) == 1 && sigismember(set, SIGTERM) == 1) {
+        for (;;)
+            pause(); /* every signal is blocked in this thread: forever */
+    }
+    while ((s = sigwaitinfo(set, NULL)) < 0 && errno == EINTR)
+        ;
+    if (s < 0)
+        return errno;
+    *sig = s;
+    return 0;
+}
+
 static int wake[2] = {-1, -1}; /* to the main thread: 'h' reload, 't' stop, 'q' gone */
 
 static void on_signal(int sig)
@@ -1202,19 +1227,18 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     pthread_sigmask(SIG_UNBLOCK, &mask, NULL);
     msg_info("listening on %s", sock);
-    for (int done = 0; !done;) {
-        char cmd;
-        ssize_t n = read(wake[0], &cmd, 1);
+    for (;;) {
+        char cmd[64];
+        ssize_t n = read(wake[0], cmd, sizeof(cmd));
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0 || cmd == 'q')
+        if (n <= 0 || memchr(cmd, 'q', (size_t)n))
             break;
-        if (cmd == 'h') {
-            reload();
-        } else if (cmd == 't') {
+        if (memchr(cmd, 't', (size_t)n)) {
             drain();
-            done = 1;
+            break;
         }
+        reload(); /* once for every SIGHUP read together */
     }
     pthread_join(th, &rv);
     msg_info("stopped");
