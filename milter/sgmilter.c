@@ -1033,6 +1033,11 @@ static void drop_privileges(const struct conf *conf)
         return;
     if ((pw = getpwnam(user)) == NULL)
         msg_fatal("milter.user: no user %s", user);
+    /* a unix socket made as root becomes the user's (and its group's) */
+    if (strncmp(conf_string(conf, "milter.socket"), "unix:", 5) == 0 &&
+        chown(conf_string(conf, "milter.socket") + 5, pw->pw_uid, pw->pw_gid) < 0)
+        msg_warn("cannot give %s to %s: %m", conf_string(conf, "milter.socket") + 5,
+                 user);
     if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
         setuid(pw->pw_uid) < 0)
         msg_fatal("cannot become %s: %m", user);

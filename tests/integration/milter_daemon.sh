@@ -221,6 +221,19 @@ check "two hundred SIGHUPs in a row: still running" kill -0 "$MILTER_PID"
 session send:after-burst:ok@example.org
 check "and answering ($(cat "$WORK/replies"); $(tail -n 3 "$WORK/milter.log"))" [ "$(reply after-burst)" = 250 ]
 
+# a unix socket, made as root, is given to milter.user before it becomes that user
+sed 's|socket = "inet:[^"]*"|socket = "unix:'"$WORK"'/user.sock"; user = "nobody"|; s|pid_file = "[^"]*"|pid_file = ""|' \
+    "$CONF" >"$WORK/user.conf"
+"$SGMILTER" -c "$WORK/user.conf" -f >"$WORK/user.log" 2>&1 &
+USER_PID=$!
+for _ in $(seq 50); do [ -S "$WORK/user.sock" ] && break; sleep 0.1; done
+sleep 0.3
+check "the socket is milter.user's ($(stat -c '%U:%G' "$WORK/user.sock" 2>&1); $(cat "$WORK/user.log"))" \
+    [ "$(stat -c '%U:%G' "$WORK/user.sock")" = "nobody:$(id -gn nobody)" ]
+check "and the milter runs as that user" [ "$(ps -o user= -p "$USER_PID")" = nobody ]
+kill "$USER_PID"
+wait "$USER_PID" 2>/dev/null || true
+
 # 4. SIGTERM with a message in flight: it is finished, then the milter stops
 session mail:ok@example.org term sleep:1 data:in-flight
 check "the message in flight is accepted ($(cat "$WORK/replies"))" [ "$(reply in-flight)" = 250 ]
