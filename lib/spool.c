@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include <dirent.h>
 
+#include "fdio.h"
 #include "mymalloc.h"
 #include "spool.h"
 
@@ -258,29 +259,6 @@ static void new_id(char id[SPOOL_ID_MAX])
              (unsigned long)tv.tv_usec, (unsigned)(rnd & 0xffffff));
 }
 
-/* write_all - write the iovecs completely */
-static int write_all(int fd, struct iovec *iov, int n)
-{
-    while (n > 0) {
-        ssize_t w = writev(fd, iov, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        while (n > 0 && (size_t)w >= iov->iov_len) {
-            w -= (ssize_t)iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + w;
-            iov->iov_len -= (size_t)w;
-        }
-    }
-    return 0;
-}
-
 static int entry_load(struct spool *sp, const char *id, int fd,
                       struct spool_entry **entry, struct buf *why);
 
@@ -327,7 +305,7 @@ static int submit(struct spool *sp, const struct spool_env *env, const char *msg
     iov[0].iov_len = head.len;
     iov[1].iov_base = (void *)msg;
     iov[1].iov_len = len;
-    if (fchmod(fd, 0660) < 0 || write_all(fd, iov, 2) < 0 || fsync(fd) < 0) {
+    if (fchmod(fd, 0660) < 0 || fd_write_all(fd, iov, 2) < 0 || fsync(fd) < 0) {
         buf_release(&head);
         goto fail;
     }

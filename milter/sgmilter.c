@@ -50,6 +50,7 @@
 #include "addrlist.h"
 #include "conf.h"
 #include "event.h"
+#include "fdio.h"
 #include "header.h"
 #include "msg.h"
 #include "mymalloc.h"
@@ -383,9 +384,11 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     (void)f3;
     /* only the actions used, and only the steps needed: no body */
     const unsigned long want = SMFIF_DELRCPT | SMFIF_CHGHDRS | SMFIF_ADDHDRS;
+    struct msgctx *m;
 
     if ((f0 & want) != want)
         return SMFIS_REJECT;
+    m = conn_ctx(ctx);
     *pf0 = want;
     /*
      * only the macros it reads, where it reads them: the login at MAIL, the
@@ -409,8 +412,8 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
      */
     *pf1 = f1 & (SMFIP_SKIP | SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOUNKNOWN |
                  SMFIP_NODATA | SMFIP_NOEOH | NR_STEPS);
-    conn_ctx(ctx)->skip_ok = (f1 & SMFIP_SKIP) != 0;
-    conn_ctx(ctx)->nr = *pf1 & NR_STEPS;
+    m->skip_ok = (f1 & SMFIP_SKIP) != 0;
+    m->nr = *pf1 & NR_STEPS;
     *pf2 = *pf3 = 0;
     return SMFIS_CONTINUE;
 }
@@ -502,7 +505,7 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
  * marked - a copy sendguard made already, for its one recipient: left
  * alone (the pipeline ran on it), its marker removed
  */
-static int marked(SMFICTX *ctx, struct msgctx *m)
+static int marked(struct msgctx *m)
 {
     char *rcpt;
     int ok;
@@ -512,7 +515,6 @@ static int marked(SMFICTX *ctx, struct msgctx *m)
     rcpt = unbracket(m->rcpts[0]);
     ok = pipeline_mark_check(m->st->pl, rcpt, m->mark.data, m->mark.len, time(NULL));
     myfree(rcpt);
-    (void)ctx;
     return ok;
 }
 
@@ -521,14 +523,14 @@ static int marked(SMFICTX *ctx, struct msgctx *m)
  * of the message, the MTA sending no end-of-header step): the tenant, and
  * whether the body is needed at all
  */
-static void header_done(SMFICTX *ctx, struct msgctx *m)
+static void header_done(struct msgctx *m)
 {
     struct state *st = m->st;
 
     if (m->header_done)
         return;
     m->header_done = 1;
-    if ((m->is_copy = marked(ctx, m)) != 0)
+    if ((m->is_copy = marked(m)) != 0)
         return; /* the body is skipped, the marker removed at the end */
     buf_puts(&m->msg, "\r\n");
     m->size = (long long)m->msg.len;
@@ -550,25 +552,8 @@ static sfsistat cb_eoh(SMFICTX *ctx)
     if (m && m->refused != SMFIS_CONTINUE && !(m->nr & SMFIP_NR_EOH))
         return refusal(ctx, m);
     if (m && m->st)
-        header_done(ctx, m);
+        header_done(m);
     return go_on(m, SMFIP_NR_EOH);
-}
-
-/* write_full - all of data to fd: 0, or -1 with errno */
-static int write_full(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 /*
@@ -593,7 +578,7 @@ static int spill(struct msgctx *m, struct buf *why)
     }
     unlink(path.data);
     buf_release(&path);
-    if (write_full(fd, m->msg.data, m->msg.len) < 0) {
+    if (fd_write(fd, m->msg.data, m->msg.len) < 0) {
         buf_error(why, "cannot write a temporary file in %s: %s", dir, strerror(errno));
         close(fd);
         return -1;
@@ -614,7 +599,7 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *data, size_t len)
         return refusal(ctx, m);
     if (m == NULL || m->st == NULL)
         return SMFIS_CONTINUE;
-    header_done(ctx, m);
+    header_done(m);
     if (!m->need_body || m->is_copy)
         return m->skip_ok ? SMFIS_SKIP : SMFIS_CONTINUE;
     m->body_len += (long long)len;
@@ -634,7 +619,7 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *data, size_t len)
     }
     if (m->fd < 0) {
         buf_append(&m->msg, data, len);
-    } else if (write_full(m->fd, data, len) < 0) {
+    } else if (fd_write(m->fd, data, len) < 0) {
         sfsistat rc;
         buf_setf(&why, "cannot write the message's temporary file: %s", strerror(errno));
         rc = on_error(ctx, m->st, buf_str(&why));
@@ -958,7 +943,7 @@ static sfsistat cb_eom(SMFICTX *ctx)
         return refusal(ctx, m);
     if (m == NULL || m->st == NULL)
         return on_error(ctx, NULL, "end of message without its envelope");
-    header_done(ctx, m); /* a message without a body */
+    header_done(m); /* a message without a body */
     if (m->is_copy) {
         msg_info("%s: a copy sendguard made already: passed on", queue_id(ctx));
         smfi_chgheader(ctx, PIPELINE_MARK_FIELD, 1, NULL);

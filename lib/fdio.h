@@ -1,0 +1,20 @@
+/*
+ * fdio - writing everything to a descriptor: the loop that partial writes
+ * and signals call for, in one place.
+ */
+#ifndef SG_FDIO_H
+#define SG_FDIO_H
+
+#include <stddef.h>
+#include <sys/uio.h>
+
+/*
+ * fd_write_all - write the n iovecs completely (they are consumed: iov is
+ * changed as the writes go); 0, or -1 with errno
+ */
+int fd_write_all(int fd, struct iovec *iov, int n);
+
+/* fd_write - write len bytes of data completely; 0, or -1 with errno */
+int fd_write(int fd, const void *data, size_t len);
+
+#endif
