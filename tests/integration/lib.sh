@@ -184,6 +184,16 @@ lock_free() {
 
 # --- sgmilter beside a private Postfix (milter_*.sh) ---
 
+# need_postfix - root, postfix and smtp-sink, or skip the test (77); under
+# CI (CI=true) their absence is a failure, not a skip
+need_postfix() {
+    if [ "$(id -u)" -ne 0 ] || ! command -v postfix >/dev/null || ! command -v smtp-sink >/dev/null; then
+        [ "${CI:-}" = true ] && fail "needs root, postfix and smtp-sink (tools/debian-setup installs postfix)"
+        echo "$TESTNAME: SKIP (needs root and postfix)"
+        exit 77
+    fi
+}
+
 # conf_common - the settings every milter and relay test shares, on stdout:
 # store, DKIM keys, token key and tracker under $WORK
 conf_common() {

@@ -10,11 +10,7 @@
 . "$SG_TOP_SRCDIR/tests/postfix.sh"
 : "${SGMILTER:?run through make check}"
 
-if [ "$(id -u)" -ne 0 ] || ! command -v postfix >/dev/null || ! command -v smtp-sink >/dev/null; then
-    [ "${CI:-}" = true ] && fail "needs root, postfix and smtp-sink (tools/debian-setup installs postfix)"
-    echo "milter_daemon: SKIP (needs root and postfix)"
-    exit 77
-fi
+need_postfix
 MILTER_PID=
 RUNNER_PID=
 cleanup() {

@@ -32,11 +32,7 @@
 : "${SGMILTER:?run through make check}"
 : "${SGRELAY:?run through make check}"
 
-if [ "$(id -u)" -ne 0 ] || ! command -v postfix >/dev/null || ! command -v smtp-sink >/dev/null; then
-    [ "${CI:-}" = true ] && fail "needs root, postfix and smtp-sink (tools/debian-setup installs postfix)"
-    echo "milter_load: SKIP (needs root and postfix)"
-    exit 77
-fi
+need_postfix
 CLIENT="$SG_TOP_SRCDIR/tests/integration/milter_load_client.py"
 N=${MILTER_LOAD_MESSAGES:-300}
 MILTER_PID=
