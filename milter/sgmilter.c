@@ -1,8 +1,8 @@
 /*
- * sgmilter - the pipeline on every message an MTA accepts, as a libmilter
- * daemon: the options of X-SMTPAPI (refused when invalid, and never sent
- * on), and each recipient's decision, suppressed recipients removed from
- * the transaction and recorded as events.
+ * sgmilter - the pipeline on every message an MTA accepts, as a milter
+ * daemon (the milter protocol is mfengine's): the options of X-SMTPAPI (refused when
+ * invalid, and never sent on), and each recipient's decision, suppressed recipients
+ * removed from the transaction and recorded as events.
  *
  * A thin adapter: the decisions are lib/pipeline's, as in the relay.  The
  * callbacks never exit the process and never crash the MTA's transaction:
@@ -12,16 +12,12 @@
  * in memory up to milter.body_memory and beyond that in a private unlinked
  * temporary file, up to milter.max_body_size.
  *
- * Threads: libmilter runs the MTA's connections on threads of its own, and
- * a signal thread that sigwait()s for SIGHUP, SIGTERM and SIGINT and stops
- * everything at once on each, a message half received included.  So
- * smfi_main runs in a thread of its own, every thread but the main one
- * blocks those signals, the main thread takes them with a handler, and the
- * sigwait() below keeps libmilter's signal thread from ever receiving one.
- * SIGHUP reloads (a new struct state; messages in flight keep theirs).
- * SIGTERM and SIGINT refuse the messages of newer connections, serve the
- * connections open already until they close (within milter.stop_timeout),
- * then stop libmilter (see drain).
+ * Threads: mfengine serves the MTA's connections on threads of its own,
+ * which block SIGHUP, SIGTERM and SIGINT; the main thread takes them with a
+ * handler.  SIGHUP reloads (a new struct state; messages in flight keep
+ * theirs).  SIGTERM and SIGINT refuse the messages of newer connections,
+ * serve the connections open already until they close (within
+ * milter.stop_timeout), then stop the engine (see drain).
  *
  *   sgmilter [-c FILE] [-f]
  */
@@ -43,7 +39,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libmilter/mfapi.h>
 #include <openssl/evp.h>
 
 #include "address.h"
@@ -52,6 +47,7 @@
 #include "event.h"
 #include "fdio.h"
 #include "header.h"
+#include "mfengine.h"
 #include "msg.h"
 #include "mymalloc.h"
 #include "pipeline.h"
@@ -90,20 +86,18 @@ static char host[256];
 
 /* One connection's current message. */
 struct msgctx {
-    int skip_ok;      /* this MTA connection takes SMFIS_SKIP from the body callback */
-    int old_conn;     /* opened before a SIGTERM: counted in open_conns */
-    unsigned long nr; /* the steps it expects no reply to (SMFIP_NR_*) */
+    int old_conn; /* opened before a SIGTERM: counted in open_conns */
     /*
      * A refusal decided at a step without a reply (the header, MAIL when
      * stopping), given at the next step that has one (a body chunk, the end)
      */
-    sfsistat refused; /* SMFIS_CONTINUE: none */
+    mfe_stat refused; /* MFE_CONTINUE: none */
     char refuse_code[4], refuse_xcode[8];
     struct buf refuse_text;
     struct state *st; /* from MAIL to the message's end, else NULL */
     char *auth;       /* {auth_authen}, or NULL */
     char *sender;     /* the envelope sender, brackets removed */
-    char **rcpts;     /* as the MTA gave them (for smfi_delrcpt) */
+    char **rcpts;     /* as the MTA gave them (for mfe_delrcpt) */
     size_t nrcpts, cap;
     struct buf smtpapi; /* the X-SMTPAPI value */
     int n_smtpapi;
@@ -265,7 +259,7 @@ static void msg_reset(struct msgctx *m)
     m->n_smtpapi = m->n_lu = m->n_lup = m->n_mark = 0;
     m->n_fields = 0;
     m->have_from = m->need_body = m->is_copy = m->header_done = 0;
-    m->refused = SMFIS_CONTINUE;
+    m->refused = MFE_CONTINUE;
 }
 
 /* domain_of - the domain of an address, or NULL */
@@ -275,87 +269,87 @@ static const char *domain_of(const char *addr)
     return at && at[1] ? at + 1 : NULL;
 }
 
-static struct msgctx *ctx_of(SMFICTX *ctx)
+static struct msgctx *ctx_of(struct mfe_ctx *ctx)
 {
-    return smfi_getpriv(ctx);
+    return mfe_getpriv(ctx);
 }
 
 /* queue_id - the MTA's queue id, for log lines */
-static const char *queue_id(SMFICTX *ctx)
+static const char *queue_id(struct mfe_ctx *ctx)
 {
-    const char *id = smfi_getsymval(ctx, "i");
+    const char *id = mfe_getsymval(ctx, "i");
     return id ? id : "NOQUEUE";
 }
 
 /* on_error - the answer to an internal failure, as configured */
-static sfsistat on_error(SMFICTX *ctx, const struct state *st, const char *what)
+static mfe_stat on_error(struct mfe_ctx *ctx, const struct state *st, const char *what)
 {
     msg_error("%s: %s", queue_id(ctx), what);
     if (st && strcmp(conf_string(st->conf, "milter.on_error"), "accept") == 0)
-        return SMFIS_ACCEPT;
-    smfi_setreply(ctx, "451", "4.3.0", "temporary failure, try again later");
-    return SMFIS_TEMPFAIL;
+        return MFE_ACCEPT;
+    mfe_setreply(ctx, "451", "4.3.0", "temporary failure, try again later");
+    return MFE_TEMPFAIL;
 }
 
 /*
  * The steps sgmilter has nothing to answer at: it asks the MTA not to wait
- * for a reply there (each reply is a round trip, and libmilter's thread pool
- * makes each one dear).  It answers at a body chunk (to skip the rest) and
- * at the end.
+ * for a reply there (each reply is a round trip).  It answers at a body chunk (to skip
+ * the rest) and at the end.
  */
 #define NR_STEPS                                                                         \
     (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_DATA |     \
      SMFIP_NR_UNKN | SMFIP_NR_HDR | SMFIP_NR_EOH)
 
-/* go_on - a step's answer when it has nothing to say: none when none is awaited */
-static sfsistat go_on(const struct msgctx *m, unsigned long step)
+/* no_reply - the MTA awaits no reply at this step (SMFIP_NR_*) */
+static int no_reply(struct mfe_ctx *ctx, unsigned long step)
 {
-    return m && (m->nr & step) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+    return (mfe_getsteps(ctx) & step) != 0;
 }
 
 /*
- * refuse - refuse the message (how: SMFIS_REJECT or SMFIS_TEMPFAIL) with
+ * refuse - refuse the message (how: MFE_REJECT or MFE_TEMPFAIL) with
  * this reply, now when the step has a reply, else at the next that has; the
  * message is forgotten either way
  */
-static sfsistat refuse(SMFICTX *ctx, struct msgctx *m, unsigned long step, sfsistat how,
-                       const char *code, const char *xcode, const char *text)
+static mfe_stat refuse(struct mfe_ctx *ctx, struct msgctx *m, unsigned long step,
+                       mfe_stat how, const char *code, const char *xcode,
+                       const char *text)
 {
-    msg_info("%s: %s: %s", queue_id(ctx), how == SMFIS_REJECT ? "reject" : "tempfail",
+    msg_info("%s: %s: %s", queue_id(ctx), how == MFE_REJECT ? "reject" : "tempfail",
              text);
     msg_reset(m);
-    if (!(m->nr & step)) {
-        smfi_setreply(ctx, (char *)code, (char *)xcode, (char *)text);
+    if (!no_reply(ctx, step)) {
+        mfe_setreply(ctx, code, xcode, text);
         return how;
     }
     m->refused = how;
     snprintf(m->refuse_code, sizeof(m->refuse_code), "%s", code);
     snprintf(m->refuse_xcode, sizeof(m->refuse_xcode), "%s", xcode);
     buf_set(&m->refuse_text, text);
-    return SMFIS_NOREPLY;
+    return MFE_NOREPLY;
 }
 
 /* refusal - a refusal decided earlier, given now at a step with a reply */
-static sfsistat refusal(SMFICTX *ctx, struct msgctx *m)
+static mfe_stat refusal(struct mfe_ctx *ctx, struct msgctx *m)
 {
-    sfsistat how = m->refused;
+    mfe_stat how = m->refused;
 
-    smfi_setreply(ctx, m->refuse_code, m->refuse_xcode, (char *)buf_str(&m->refuse_text));
-    m->refused = SMFIS_CONTINUE;
+    mfe_setreply(ctx, m->refuse_code, m->refuse_xcode, buf_str(&m->refuse_text));
+    m->refused = MFE_CONTINUE;
     return how;
 }
 
 /* too_large - refuse the message over a limit (552 5.3.4) */
-static sfsistat too_large(SMFICTX *ctx, struct msgctx *m, unsigned long step,
+static mfe_stat too_large(struct mfe_ctx *ctx, struct msgctx *m, unsigned long step,
                           const char *text)
 {
-    return refuse(ctx, m, step, SMFIS_REJECT, "552", "5.3.4", text);
+    return refuse(ctx, m, step, MFE_REJECT, "552", "5.3.4", text);
 }
 
 /* conn_ctx - the connection's context, made by whichever callback comes first */
-static struct msgctx *conn_ctx(SMFICTX *ctx)
+static struct msgctx *conn_ctx(struct mfe_ctx *ctx)
 {
-    struct msgctx *m = smfi_getpriv(ctx);
+    struct msgctx *m = mfe_getpriv(ctx);
 
     if (m == NULL) {
         m = mycalloc(1, sizeof(*m));
@@ -366,100 +360,89 @@ static struct msgctx *conn_ctx(SMFICTX *ctx)
         buf_init(&m->fromaddr, 64);
         buf_init(&m->refuse_text, 64);
         m->fd = -1;
-        m->refused = SMFIS_CONTINUE;
+        m->refused = MFE_CONTINUE;
         pthread_mutex_lock(&state_lock);
         if ((m->old_conn = !stopping) != 0)
             open_conns++;
         pthread_mutex_unlock(&state_lock);
-        smfi_setpriv(ctx, m);
+        mfe_setpriv(ctx, m);
     }
     return m;
 }
 
-static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
-                             unsigned long f2, unsigned long f3, unsigned long *pf0,
-                             unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+#define NO_MACROS "{sendguard_no_macro}"
+
+static mfe_stat cb_negotiate(struct mfe_ctx *ctx, unsigned long f0, unsigned long f1,
+                             unsigned long *pf0, unsigned long *pf1)
 {
-    (void)f2;
-    (void)f3;
     /* only the actions used, and only the steps needed: no body */
     const unsigned long want = SMFIF_DELRCPT | SMFIF_CHGHDRS | SMFIF_ADDHDRS;
-    struct msgctx *m;
 
     if ((f0 & want) != want)
-        return SMFIS_REJECT;
-    m = conn_ctx(ctx);
+        return MFE_REJECT;
+    (void)conn_ctx(ctx); /* the connection counts for a SIGTERM from now */
     *pf0 = want;
     /*
      * only the macros it reads, where it reads them: the login at MAIL, the
      * queue id (for the log and events) at RCPT and at the end; none at the
-     * other steps (each macro packet costs the MTA and libmilter)
+     * other steps (Postfix sends a step's macros with each of its packets,
+     * the header's with every field).  "None" is a macro no MTA defines: to
+     * Postfix an empty list means its own default list.
      */
-    if ((f0 & SMFIF_SETSYMLIST) &&
-        smfi_setsymlist(ctx, SMFIM_CONNECT, "") == MI_SUCCESS &&
-        smfi_setsymlist(ctx, SMFIM_HELO, "") == MI_SUCCESS &&
-        smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen}") == MI_SUCCESS &&
-        smfi_setsymlist(ctx, SMFIM_ENVRCPT, "i") == MI_SUCCESS &&
-        smfi_setsymlist(ctx, SMFIM_DATA, "") == MI_SUCCESS &&
-        smfi_setsymlist(ctx, SMFIM_EOH, "") == MI_SUCCESS &&
-        smfi_setsymlist(ctx, SMFIM_EOM, "i") == MI_SUCCESS)
+    if ((f0 & SMFIF_SETSYMLIST) && mfe_setsymlist(ctx, SMFIM_CONNECT, NO_MACROS) == 0 &&
+        mfe_setsymlist(ctx, SMFIM_HELO, NO_MACROS) == 0 &&
+        mfe_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen}") == 0 &&
+        mfe_setsymlist(ctx, SMFIM_ENVRCPT, "i") == 0 &&
+        mfe_setsymlist(ctx, SMFIM_DATA, NO_MACROS) == 0 &&
+        mfe_setsymlist(ctx, SMFIM_EOH, NO_MACROS) == 0 &&
+        mfe_setsymlist(ctx, SMFIM_EOM, "i") == 0)
         *pf0 |= SMFIF_SETSYMLIST;
     /*
-     * the body only when the header says it is needed (SMFIS_SKIP); no
+     * the body only when the header says it is needed (MFE_SKIP); no
      * connect, HELO, unknown command, DATA or end-of-header step (the
      * first body chunk, or the end, tells the header is over); no reply
      * awaited but at the body and the end
      */
     *pf1 = f1 & (SMFIP_SKIP | SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOUNKNOWN |
                  SMFIP_NODATA | SMFIP_NOEOH | NR_STEPS);
-    m->skip_ok = (f1 & SMFIP_SKIP) != 0;
-    m->nr = *pf1 & NR_STEPS;
-    *pf2 = *pf3 = 0;
-    return SMFIS_CONTINUE;
+    return MFE_CONTINUE;
 }
 
-static sfsistat cb_connect(SMFICTX *ctx, char *host_name, _SOCK_ADDR *sa)
-{
-    (void)host_name;
-    (void)sa;
-    return go_on(conn_ctx(ctx), SMFIP_NR_CONN);
-}
-
-static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
+static mfe_stat cb_envfrom(struct mfe_ctx *ctx, char **argv)
 {
     struct msgctx *m = ctx_of(ctx);
-    const char *auth = smfi_getsymval(ctx, "{auth_authen}");
+    const char *auth = mfe_getsymval(ctx, "{auth_authen}");
 
     if (m == NULL)
         m = conn_ctx(ctx);
     msg_reset(m);
     if ((m->st = state_get(m->old_conn)) == NULL)
-        return refuse(ctx, m, SMFIP_NR_MAIL, SMFIS_TEMPFAIL, "451", "4.3.2",
+        return refuse(ctx, m, SMFIP_NR_MAIL, MFE_TEMPFAIL, "451", "4.3.2",
                       "the mail filter is restarting, try again");
     m->sender = unbracket(argv[0]);
     m->auth = auth && *auth ? mystrdup(auth) : NULL;
-    return go_on(m, SMFIP_NR_MAIL);
+    return MFE_CONTINUE;
 }
 
-static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
+static mfe_stat cb_envrcpt(struct mfe_ctx *ctx, char **argv)
 {
     struct msgctx *m = ctx_of(ctx);
 
     if (m == NULL || m->st == NULL)
-        return go_on(m, SMFIP_NR_RCPT);
+        return MFE_CONTINUE;
     m->rcpts = mygrow(m->rcpts, &m->cap, m->nrcpts, sizeof(char *));
     m->rcpts[m->nrcpts++] = mystrdup(argv[0]);
-    return go_on(m, SMFIP_NR_RCPT);
+    return MFE_CONTINUE;
 }
 
-static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
+static mfe_stat cb_header(struct mfe_ctx *ctx, char *name, char *value)
 {
     struct msgctx *m = ctx_of(ctx);
     const struct conf *conf;
     size_t size;
 
     if (m == NULL || m->st == NULL)
-        return go_on(m, SMFIP_NR_HDR);
+        return MFE_CONTINUE;
     conf = m->st->conf;
     size = strlen(name) + 2 + strlen(value);
     if (++m->n_fields > conf_int(conf, "milter.max_headers")) {
@@ -498,7 +481,7 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
         buf_putc(&m->msg, *v);
     }
     buf_puts(&m->msg, "\r\n");
-    return go_on(m, SMFIP_NR_HDR);
+    return MFE_CONTINUE;
 }
 
 /*
@@ -545,15 +528,15 @@ static void header_done(struct msgctx *m)
 }
 
 /* cb_eoh - for an MTA that sends the step (sgmilter asks it not to) */
-static sfsistat cb_eoh(SMFICTX *ctx)
+static mfe_stat cb_eoh(struct mfe_ctx *ctx)
 {
     struct msgctx *m = ctx_of(ctx);
 
-    if (m && m->refused != SMFIS_CONTINUE && !(m->nr & SMFIP_NR_EOH))
+    if (m && m->refused != MFE_CONTINUE && !no_reply(ctx, SMFIP_NR_EOH))
         return refusal(ctx, m);
     if (m && m->st)
         header_done(m);
-    return go_on(m, SMFIP_NR_EOH);
+    return MFE_CONTINUE;
 }
 
 /*
@@ -589,19 +572,19 @@ static int spill(struct msgctx *m, struct buf *why)
     return 0;
 }
 
-static sfsistat cb_body(SMFICTX *ctx, unsigned char *data, size_t len)
+static mfe_stat cb_body(struct mfe_ctx *ctx, unsigned char *data, size_t len)
 {
     struct msgctx *m = ctx_of(ctx);
     struct buf why;
     long long limit;
 
-    if (m && m->refused != SMFIS_CONTINUE)
+    if (m && m->refused != MFE_CONTINUE)
         return refusal(ctx, m);
     if (m == NULL || m->st == NULL)
-        return SMFIS_CONTINUE;
+        return MFE_CONTINUE;
     header_done(m);
     if (!m->need_body || m->is_copy)
-        return m->skip_ok ? SMFIS_SKIP : SMFIS_CONTINUE;
+        return MFE_SKIP; /* MFE_CONTINUE to an MTA that did not offer SMFIP_SKIP */
     m->body_len += (long long)len;
     limit = conf_size(m->st->conf, "milter.max_body_size");
     if (m->body_len > limit) {
@@ -613,14 +596,14 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *data, size_t len)
     buf_init(&why, 128);
     if (m->fd < 0 && m->body_len > conf_size(m->st->conf, "milter.body_memory") &&
         spill(m, &why) < 0) {
-        sfsistat rc = on_error(ctx, m->st, buf_str(&why));
+        mfe_stat rc = on_error(ctx, m->st, buf_str(&why));
         buf_release(&why);
         return rc;
     }
     if (m->fd < 0) {
         buf_append(&m->msg, data, len);
     } else if (fd_write(m->fd, data, len) < 0) {
-        sfsistat rc;
+        mfe_stat rc;
         buf_setf(&why, "cannot write the message's temporary file: %s", strerror(errno));
         rc = on_error(ctx, m->st, buf_str(&why));
         buf_release(&why);
@@ -628,11 +611,11 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *data, size_t len)
     }
     m->size += (long long)len;
     buf_release(&why);
-    return SMFIS_CONTINUE;
+    return MFE_CONTINUE;
 }
 
 /* record - one event for a recipient */
-static void record(SMFICTX *ctx, const struct state *st, const char *tenant,
+static void record(struct mfe_ctx *ctx, const struct state *st, const char *tenant,
                    const char *addr, const char *type, const char *reason,
                    const struct smtpapi_opts *opts, uint32_t group)
 {
@@ -654,7 +637,7 @@ static void record(SMFICTX *ctx, const struct state *st, const char *tenant,
  * apply_fields - each "Name: value" CRLF field of fields added at the end
  * of the header, or (first) inserted at its top, keeping their order
  */
-static int apply_fields(SMFICTX *ctx, const struct buf *fields, int first)
+static int apply_fields(struct mfe_ctx *ctx, const struct buf *fields, int first)
 {
     size_t pos = 0, n = 0, cap = 0;
     struct header_field f, *all = NULL;
@@ -675,8 +658,8 @@ static int apply_fields(SMFICTX *ctx, const struct buf *fields, int first)
         for (; p < end; p++)
             if (*p != '\r')
                 buf_putc(&v, *p); /* folding as the MTA wants it: LF only */
-        if ((first ? smfi_insheader(ctx, 0, name, v.data)
-                   : smfi_addheader(ctx, name, v.data)) != MI_SUCCESS)
+        if ((first ? mfe_insheader(ctx, 0, name, v.data)
+                   : mfe_addheader(ctx, name, v.data)) < 0)
             rc = -1;
         buf_release(&v);
         myfree(name);
@@ -754,7 +737,7 @@ static void handoff_key(const struct msgctx *m, const struct spool_env *env,
  * once to the spool (durable before the answer) for the relay to send, and
  * removed from the transaction
  */
-static sfsistat personalise(SMFICTX *ctx, struct msgctx *m,
+static mfe_stat personalise(struct mfe_ctx *ctx, struct msgctx *m,
                             const struct smtpapi_opts *opts,
                             const struct pipeline_decision *d, char **addrs, size_t kept)
 {
@@ -764,7 +747,7 @@ static sfsistat personalise(SMFICTX *ctx, struct msgctx *m,
     struct pipeline_change ch;
     struct view v = {NULL, 0, NULL};
     size_t first = 0;
-    sfsistat rc = SMFIS_CONTINUE;
+    mfe_stat rc = MFE_CONTINUE;
 
     while (d[first].action == POLICY_DROP)
         first++;
@@ -816,8 +799,7 @@ static sfsistat personalise(SMFICTX *ctx, struct msgctx *m,
                      "asks again)",
                      queue_id(ctx), kept - 1, id);
         for (size_t i = first + 1; i < m->nrcpts; i++)
-            if (d[i].action != POLICY_DROP &&
-                smfi_delrcpt(ctx, m->rcpts[i]) != MI_SUCCESS) {
+            if (d[i].action != POLICY_DROP && mfe_delrcpt(ctx, m->rcpts[i]) < 0) {
                 rc = on_error(ctx, st, "the MTA refused to remove a recipient");
                 goto out;
             }
@@ -825,9 +807,9 @@ static sfsistat personalise(SMFICTX *ctx, struct msgctx *m,
     }
     if (ch.drop_own) {
         for (int k = m->n_lu; k >= 1; k--)
-            smfi_chgheader(ctx, "List-Unsubscribe", k, NULL);
+            mfe_chgheader(ctx, "List-Unsubscribe", k, NULL);
         for (int k = m->n_lup; k >= 1; k--)
-            smfi_chgheader(ctx, "List-Unsubscribe-Post", k, NULL);
+            mfe_chgheader(ctx, "List-Unsubscribe-Post", k, NULL);
     }
     if (apply_fields(ctx, &ch.added, 0) < 0 || apply_fields(ctx, &ch.sigs, 1) < 0)
         rc = on_error(ctx, st, "the MTA refused a header change");
@@ -840,7 +822,7 @@ out:
 }
 
 /* decide - the message's options and every recipient's decision, applied */
-static sfsistat decide(SMFICTX *ctx, struct msgctx *m)
+static mfe_stat decide(struct mfe_ctx *ctx, struct msgctx *m)
 {
     struct state *st = m->st;
     struct smtpapi_opts opts;
@@ -849,7 +831,7 @@ static sfsistat decide(SMFICTX *ctx, struct msgctx *m)
     const char *tenant = m->tenant;
     char **addrs;
     size_t kept = 0;
-    sfsistat rc = SMFIS_CONTINUE;
+    mfe_stat rc = MFE_CONTINUE;
 
     smtpapi_init(&opts);
     buf_init(&why, 128);
@@ -869,11 +851,11 @@ static sfsistat decide(SMFICTX *ctx, struct msgctx *m)
                 reason += strlen(PIPELINE_SMTPAPI_FIELD) + 2;
             buf_printf(&text, "invalid X-SMTPAPI header: %s", reason);
             msg_info("%s: reject: %s", queue_id(ctx), buf_str(&text));
-            smfi_setreply(ctx, "550", "5.6.0", (char *)buf_str(&text));
+            mfe_setreply(ctx, "550", "5.6.0", buf_str(&text));
             buf_release(&text);
             smtpapi_free(&opts);
             buf_release(&why);
-            return SMFIS_REJECT;
+            return MFE_REJECT;
         }
         msg_info("%s: X-SMTPAPI ignored: %s", queue_id(ctx), buf_str(&why));
         smtpapi_free(&opts);
@@ -897,7 +879,7 @@ static sfsistat decide(SMFICTX *ctx, struct msgctx *m)
             kept++;
             continue;
         }
-        if (smfi_delrcpt(ctx, m->rcpts[i]) != MI_SUCCESS) {
+        if (mfe_delrcpt(ctx, m->rcpts[i]) < 0) {
             rc = on_error(ctx, st, "the MTA refused to remove a recipient");
             goto out;
         }
@@ -908,18 +890,18 @@ static sfsistat decide(SMFICTX *ctx, struct msgctx *m)
     }
     /* the header never leaves the server, nor a marker that did not verify */
     for (int k = m->n_smtpapi; k >= 1; k--)
-        if (smfi_chgheader(ctx, PIPELINE_SMTPAPI_FIELD, k, NULL) != MI_SUCCESS) {
+        if (mfe_chgheader(ctx, PIPELINE_SMTPAPI_FIELD, k, NULL) < 0) {
             rc = on_error(ctx, st, "the MTA refused to remove X-SMTPAPI");
             goto out;
         }
     for (int k = m->n_mark; k >= 1; k--)
-        smfi_chgheader(ctx, PIPELINE_MARK_FIELD, k, NULL);
+        mfe_chgheader(ctx, PIPELINE_MARK_FIELD, k, NULL);
     if (kept == 0 && m->nrcpts > 0) {
         if (strcmp(conf_string(st->conf, "milter.all_dropped"), "reject") == 0) {
-            smfi_setreply(ctx, "550", "5.7.1", "message not accepted");
-            rc = SMFIS_REJECT;
+            mfe_setreply(ctx, "550", "5.7.1", "message not accepted");
+            rc = MFE_REJECT;
         } else {
-            rc = SMFIS_DISCARD; /* the client is never told which lists */
+            rc = MFE_DISCARD; /* the client is never told which lists */
         }
     } else if (kept > 0 && m->need_body) {
         rc = personalise(ctx, m, &opts, d, addrs, kept);
@@ -934,37 +916,37 @@ out:
     return rc;
 }
 
-static sfsistat cb_eom(SMFICTX *ctx)
+static mfe_stat cb_eom(struct mfe_ctx *ctx)
 {
     struct msgctx *m = ctx_of(ctx);
-    sfsistat rc;
+    mfe_stat rc;
 
-    if (m && m->refused != SMFIS_CONTINUE)
+    if (m && m->refused != MFE_CONTINUE)
         return refusal(ctx, m);
     if (m == NULL || m->st == NULL)
         return on_error(ctx, NULL, "end of message without its envelope");
     header_done(m); /* a message without a body */
     if (m->is_copy) {
         msg_info("%s: a copy sendguard made already: passed on", queue_id(ctx));
-        smfi_chgheader(ctx, PIPELINE_MARK_FIELD, 1, NULL);
+        mfe_chgheader(ctx, PIPELINE_MARK_FIELD, 1, NULL);
         msg_reset(m);
-        return SMFIS_CONTINUE;
+        return MFE_CONTINUE;
     }
     rc = decide(ctx, m);
     msg_reset(m); /* the message is done: its state goes back */
     return rc;
 }
 
-static sfsistat cb_abort(SMFICTX *ctx)
+static mfe_stat cb_abort(struct mfe_ctx *ctx)
 {
     struct msgctx *m = ctx_of(ctx);
 
     if (m)
         msg_reset(m);
-    return SMFIS_CONTINUE;
+    return MFE_CONTINUE;
 }
 
-static sfsistat cb_close(SMFICTX *ctx)
+static mfe_stat cb_close(struct mfe_ctx *ctx)
 {
     struct msgctx *m = ctx_of(ctx);
 
@@ -981,25 +963,21 @@ static sfsistat cb_close(SMFICTX *ctx)
             pthread_cond_broadcast(&state_idle);
         pthread_mutex_unlock(&state_lock);
         myfree(m);
-        smfi_setpriv(ctx, NULL);
+        mfe_setpriv(ctx, NULL);
     }
-    return SMFIS_CONTINUE;
+    return MFE_CONTINUE;
 }
 
-static struct smfiDesc desc = {
-    .xxfi_name = "sgmilter",
-    .xxfi_version = SMFI_VERSION,
-    .xxfi_flags = SMFIF_DELRCPT | SMFIF_CHGHDRS | SMFIF_ADDHDRS | SMFIF_SETSYMLIST,
-    .xxfi_connect = cb_connect,
-    .xxfi_envfrom = cb_envfrom,
-    .xxfi_envrcpt = cb_envrcpt,
-    .xxfi_header = cb_header,
-    .xxfi_eoh = cb_eoh,
-    .xxfi_body = cb_body,
-    .xxfi_eom = cb_eom,
-    .xxfi_abort = cb_abort,
-    .xxfi_close = cb_close,
-    .xxfi_negotiate = cb_negotiate,
+static const struct mfe_callbacks callbacks = {
+    .negotiate = cb_negotiate,
+    .envfrom = cb_envfrom,
+    .envrcpt = cb_envrcpt,
+    .header = cb_header,
+    .eoh = cb_eoh,
+    .body = cb_body,
+    .eom = cb_eom,
+    .abort = cb_abort,
+    .close = cb_close,
 };
 
 static void SG_NORETURN usage(void)
@@ -1069,31 +1047,6 @@ static void reload(void)
     buf_release(&why);
 }
 
-/*
- * sigwait - this program's own, which libmilter's signal thread calls (the
- * executable's definition comes before libc's for the libraries it links):
- * for libmilter's set (SIGHUP, SIGTERM, SIGINT) the thread waits forever and
- * the signals stay with the main thread's handler; any other set is waited
- * for as POSIX says.  Left to libc's, a signal arriving while the main
- * thread had it blocked (in its handler, say) could reach libmilter's thread
- * and stop the milter on a SIGHUP.
- */
-int sigwait(const sigset_t *set, int *sig)
-{
-    int s;
-
-    if (sigismember(set, SIGHUP) == 1 && sigismember(set, SIGTERM) == 1) {
-        for (;;)
-            pause(); /* every signal is blocked in this thread: forever */
-    }
-    while ((s = sigwaitinfo(set, NULL)) < 0 && errno == EINTR)
-        ;
-    if (s < 0)
-        return errno;
-    *sig = s;
-    return 0;
-}
-
 static int wake[2] = {-1, -1}; /* to the main thread: 'h' reload, 't' stop, 'q' gone */
 
 static void on_signal(int sig)
@@ -1107,11 +1060,13 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-/* serve - the milter thread: libmilter's loop, until smfi_stop or a failure */
+static struct mfe_server *server;
+
+/* serve - the milter thread: the engine's loop, until mfe_stop or a failure */
 static void *serve(void *arg)
 {
     char c = 'q';
-    int rv = smfi_main();
+    int rv = mfe_run(server, &callbacks);
 
     (void)arg;
     if (write(wake[1], &c, 1) < 0)
@@ -1125,9 +1080,8 @@ static void *serve(void *arg)
  * open already are served until the MTA closes them (a message the client
  * began before the signal may reach the milter only at its end, the MTA
  * holding back the steps that await no reply), for at most
- * milter.stop_timeout; then libmilter is stopped.  Done here rather than by
- * libmilter's own signal thread, whose stop ends every session at once, a
- * message half received included.
+ * milter.stop_timeout; then the engine is stopped, which ends the newer
+ * connections (the MTA applies milter_default_action to their messages).
  */
 static void drain(void)
 {
@@ -1150,7 +1104,7 @@ static void drain(void)
                  "flight): the MTA retries their mail",
                  open_conns, wait_s, in_flight);
     pthread_mutex_unlock(&state_lock);
-    smfi_stop();
+    mfe_stop(server);
 }
 
 int main(int argc, char **argv)
@@ -1187,9 +1141,8 @@ int main(int argc, char **argv)
         return EX_CONFIG;
     }
     sock = conf_string(current->conf, "milter.socket");
-    if (smfi_setconn((char *)sock) != MI_SUCCESS || smfi_register(desc) != MI_SUCCESS ||
-        smfi_opensocket(1) != MI_SUCCESS) {
-        fprintf(stderr, "sgmilter: cannot listen on %s\n", sock);
+    if ((server = mfe_listen(sock, &why)) == NULL) {
+        fprintf(stderr, "sgmilter: %s\n", buf_str(&why));
         return EX_UNAVAILABLE;
     }
     drop_privileges(current->conf);
@@ -1234,5 +1187,6 @@ int main(int argc, char **argv)
     msg_info("stopped");
     state_put(current, 0);
     buf_release(&why);
-    return (long)rv == MI_SUCCESS ? 0 : EX_SOFTWARE;
+    mfe_free(server);
+    return (long)rv == 0 ? 0 : EX_SOFTWARE;
 }
