@@ -79,14 +79,21 @@ int event_record(const char *store_dir, json_t *ev, struct buf *why)
     }
     line[len] = '\n'; /* replaces the NUL: write len + 1 bytes */
     buf_init(&path, 128);
-    buf_setf(&path, "%s/events", store_dir);
-    /* the group's: every process of the sendguard group appends (sgrelay(8)) */
-    if (mkdir(buf_str(&path), 02770) < 0 && errno != EEXIST) {
-        buf_error(why, "cannot create %s: %s", buf_str(&path), strerror(errno));
-        goto out;
-    }
-    buf_printf(&path, "/%s.jsonl", day);
+    buf_setf(&path, "%s/events/%s.jsonl", store_dir, day);
     fd = open(buf_str(&path), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0660);
+    if (fd < 0 && errno == ENOENT) {
+        /* the first event: the directory is made (a system call less for the
+         * others), the group's: every process of the sendguard group appends
+         * (sgrelay(8)) */
+        char *dir = mystrndup(path.data, path.len - strlen(day) - 7);
+        if (mkdir(dir, 02770) < 0 && errno != EEXIST) {
+            buf_error(why, "cannot create %s: %s", dir, strerror(errno));
+            myfree(dir);
+            goto out;
+        }
+        myfree(dir);
+        fd = open(buf_str(&path), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0660);
+    }
     if (fd < 0) {
         buf_error(why, "cannot open %s: %s", buf_str(&path), strerror(errno));
         goto out;
