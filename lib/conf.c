@@ -208,7 +208,8 @@ static const struct conf_row conf_table[] = {
     {.path = "milter.socket",
      .type = CONF_STRING,
      .def = "unix:/run/sendguard/sgmilter.sock",
-     .doc = "where sgmilter listens: unix:PATH or inet:PORT@HOST"},
+     .doc = "where sgmilter listens: unix:PATH (or local:PATH), inet:PORT@HOST or "
+            "inet6:PORT@HOST"},
     {.path = "milter.user",
      .type = CONF_STRING,
      .def = "",
