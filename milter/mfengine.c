@@ -71,15 +71,15 @@
 #define MFE_VERSION 6
 /* the largest packet taken: a body chunk of SMFIP_MDS_1M, with room */
 #define MFE_MAX_PACKET (1024 * 1024 + 64)
-/* how long a connection may be silent (libmilter's default, 2 h 10 s) */
+/* how long a connection may be silent, or not read (libmilter's default, 2 h 10 s) */
 #define MFE_TIMEOUT 7210
 /* idle workers kept for the next connections */
 #define MFE_MAX_IDLE 64
 /* macro packets are kept per step they came for; the slots' steps */
-static const char macro_steps[] = "CHMRTLNBEU";
+static const char macro_steps[] = "UCHMRTLNBE"; /* searched from the end */
 #define MFE_SLOTS (sizeof(macro_steps) - 1)
 /* the steps of a message, whose macros go when it ends */
-static const char message_steps[] = "MRTLNBE";
+static const char message_steps[] = "UMRTLNBE";
 
 struct mfe_ctx {
     int fd;
@@ -123,13 +123,30 @@ static uint32_t get32(const unsigned char *p)
     return ntohl(n);
 }
 
+/* open_packet - a packet to the MTA begun (close_packet sets its length) */
+static size_t open_packet(struct mfe_ctx *c, int cmd)
+{
+    size_t start = c->out.len;
+
+    put32(&c->out, 0);
+    buf_putc(&c->out, cmd);
+    return start;
+}
+
+static void close_packet(struct mfe_ctx *c, size_t start)
+{
+    uint32_t n = htonl((uint32_t)(c->out.len - start - 4));
+    memcpy(c->out.data + start, &n, 4);
+}
+
 /* packet - one packet to the MTA: the command and its data */
 static void packet(struct mfe_ctx *c, int cmd, const void *data, size_t len)
 {
-    put32(&c->out, (uint32_t)(len + 1));
-    buf_putc(&c->out, cmd);
+    size_t start = open_packet(c, cmd);
+
     if (len)
         buf_append(&c->out, data, len);
+    close_packet(c, start);
 }
 
 /* slot - the macro slot of a step's command letter, or -1 */
@@ -227,16 +244,13 @@ static int change(struct mfe_ctx *c, unsigned long action, int cmd, int index,
 
     if (!c->in_eom || !(c->actions & action) || s1 == NULL || *s1 == 0)
         return -1;
-    start = c->out.len;
-    put32(&c->out, 0);
-    buf_putc(&c->out, cmd);
+    start = open_packet(c, cmd);
     if (index >= 0)
         put32(&c->out, (uint32_t)index);
     buf_append(&c->out, s1, strlen(s1) + 1);
     if (s2)
         buf_append(&c->out, s2, strlen(s2) + 1);
-    uint32_t n = htonl((uint32_t)(c->out.len - start - 4));
-    memcpy(c->out.data + start, &n, 4);
+    close_packet(c, start);
     return 0;
 }
 
@@ -347,6 +361,11 @@ static int negotiate(struct mfe_ctx *c, const unsigned char *d, size_t len)
     }
     version = get32(d);
     actions = get32(d + 4);
+    if (version < 2) {
+        msg_warn("milter protocol: the MTA speaks version %lu; 2 or later is needed",
+                 version);
+        return -1;
+    }
     steps = get32(d + 8);
     for (int i = 0; i < SMFIM_COUNT; i++) {
         myfree(c->symlist[i]);
@@ -363,10 +382,8 @@ static int negotiate(struct mfe_ctx *c, const unsigned char *d, size_t len)
     }
     c->actions = want_a;
     c->steps = want_s;
-    put32(&c->out, 0);
-    size_t start = c->out.len - 4;
-    buf_putc(&c->out, SMFIC_OPTNEG);
-    /* an older MTA's version: newer is refused */
+    size_t start = open_packet(c, SMFIC_OPTNEG);
+    /* an older MTA's version; a newer MTA gets this engine's */
     put32(&c->out, (uint32_t)(version < MFE_VERSION ? version : MFE_VERSION));
     put32(&c->out, (uint32_t)want_a);
     put32(&c->out, (uint32_t)want_s);
@@ -376,8 +393,7 @@ static int negotiate(struct mfe_ctx *c, const unsigned char *d, size_t len)
                 put32(&c->out, (uint32_t)i);
                 buf_append(&c->out, c->symlist[i], strlen(c->symlist[i]) + 1);
             }
-    uint32_t n = htonl((uint32_t)(c->out.len - start - 4));
-    memcpy(c->out.data + start, &n, 4);
+    close_packet(c, start);
     return 0;
 }
 
@@ -435,8 +451,11 @@ static int handle(struct mfe_ctx *c, int cmd, char *d, size_t len)
              MFE_CONTINUE);
         return 0;
     case SMFIC_MAIL:
-        if (c->in_msg && cb->abort)
-            cb->abort(c); /* a MAIL without the last message's end */
+        if (c->in_msg) { /* a MAIL without the last message's end */
+            if (cb->abort)
+                cb->abort(c);
+            clear_macros(c, "RTLNBE"); /* this MAIL's own came before it */
+        }
         c->in_msg = 1;
         st = args_step(c, cb->envfrom, d, len, &bad);
         if (!bad)
@@ -646,6 +665,7 @@ static void *worker(void *arg)
 
         struct timeval tv = {MFE_TIMEOUT, 0};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); /* an MTA not reading */
         session(c);
 
         pthread_mutex_lock(&s->lock);
