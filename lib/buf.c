@@ -90,14 +90,6 @@ void buf_puts(struct buf *b, const char *str)
     buf_append(b, str, strlen(str));
 }
 
-/* buf_putc - append one byte */
-void buf_putc(struct buf *b, int ch)
-{
-    buf_reserve(b, 1);
-    b->data[b->len++] = (char)ch;
-    b->data[b->len] = 0;
-}
-
 /* buf_vprintf - append formatted text */
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {

@@ -28,8 +28,17 @@ void buf_reset(struct buf *b);
 void buf_reserve(struct buf *b, size_t more);
 void buf_truncate(struct buf *b, size_t len);
 void buf_append(struct buf *b, const void *data, size_t len);
+
+/* buf_putc - append one byte (inline: byte loops over mail call it a lot) */
+static inline void buf_putc(struct buf *b, int ch)
+{
+    if (b->len + 1 > b->cap)
+        buf_reserve(b, 1);
+    b->data[b->len++] = (char)ch;
+    b->data[b->len] = 0;
+}
+
 void buf_puts(struct buf *b, const char *str);
-void buf_putc(struct buf *b, int ch);
 void buf_printf(struct buf *b, const char *fmt, ...) SG_PRINTF(2, 3);
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 void buf_set(struct buf *b, const char *str);

@@ -404,14 +404,24 @@ int mime_walk(const char *msg, size_t len, mime_part_fn fn, void *ctx,
 int mime_decode(enum mime_cte cte, const char *in, size_t len, struct buf *out)
 {
     if (cte == MIME_QP) {
+        /* the output is never longer: written in place after one reserve */
+        buf_reserve(out, len);
+        char *o = out->data + out->len;
         size_t i = 0;
         while (i < len) {
-            char c = in[i];
-            if (c == '=') {
+            /* a run of plain bytes at once */
+            size_t r = i;
+            while (r < len && in[r] != '=' && in[r] != ' ' && in[r] != '\t')
+                r++;
+            memcpy(o, in + i, r - i);
+            o += r - i;
+            if ((i = r) >= len)
+                break;
+            if (in[i] == '=') {
                 int h1 = i + 1 < len ? hexval((unsigned char)in[i + 1]) : -1;
                 int h2 = i + 2 < len ? hexval((unsigned char)in[i + 2]) : -1;
                 if (h1 >= 0 && h2 >= 0) {
-                    buf_putc(out, h1 * 16 + h2);
+                    *o++ = (char)(h1 * 16 + h2);
                     i += 3;
                     continue;
                 }
@@ -426,23 +436,22 @@ int mime_decode(enum mime_cte cte, const char *in, size_t len, struct buf *out)
                     i = len;
                     continue;
                 }
-                buf_putc(out, '='); /* malformed: kept, as readers do */
+                *o++ = '='; /* malformed: kept, as readers do */
                 i++;
                 continue;
             }
-            if ((c == ' ' || c == '\t')) {
-                /* white space at the end of a line is padding */
-                size_t k = i;
-                while (k < len && (in[k] == ' ' || in[k] == '\t'))
-                    k++;
-                if (k == len || (k + 1 < len && in[k] == '\r' && in[k + 1] == '\n')) {
-                    i = k;
-                    continue;
-                }
+            /* white space at the end of a line is padding */
+            size_t k = i;
+            while (k < len && (in[k] == ' ' || in[k] == '\t'))
+                k++;
+            if (!(k == len || (k + 1 < len && in[k] == '\r' && in[k + 1] == '\n'))) {
+                memcpy(o, in + i, k - i);
+                o += k - i;
             }
-            buf_putc(out, c);
-            i++;
+            i = k;
         }
+        out->len = (size_t)(o - out->data);
+        out->data[out->len] = 0;
         return 0;
     }
     if (cte == MIME_BASE64) {
@@ -479,31 +488,46 @@ int mime_decode(enum mime_cte cte, const char *in, size_t len, struct buf *out)
     return 0;
 }
 
-/* qp_line - one line (no CRLF) in quoted-printable, soft breaks within 76 */
-static void qp_line(const unsigned char *s, size_t n, struct buf *out)
+/* qp_encode - text in quoted-printable, lines within 76 (soft breaks never split =XX) */
+static void qp_encode(const unsigned char *s, size_t n, struct buf *out)
 {
-    size_t col = 0;
     static const char hex[] = "0123456789ABCDEF";
+    /* worst case: every byte as =XX, a soft break every 24 of them */
+    buf_reserve(out, n * 3 + (n / 24 + 2) * 3);
+    char *o = out->data + out->len;
+    size_t col = 0;
 
     for (size_t i = 0; i < n; i++) {
         int c = s[i];
+        if (c == '\r' && i + 1 < n && s[i + 1] == '\n') {
+            *o++ = '\r';
+            *o++ = '\n';
+            col = 0;
+            i++;
+            continue;
+        }
+        int last = i + 1 == n || (s[i + 1] == '\r' && i + 2 < n && s[i + 2] == '\n');
         int literal =
-            (c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && i + 1 < n);
+            (c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !last);
         size_t w = literal ? 1 : 3;
         /* room for the token and, unless it ends the line, a soft break's '=' */
-        if (col + w > (i + 1 == n ? 76 : 75)) {
-            buf_puts(out, "=\r\n");
+        if (col + w > (last ? 76u : 75u)) {
+            *o++ = '=';
+            *o++ = '\r';
+            *o++ = '\n';
             col = 0;
         }
         if (literal) {
-            buf_putc(out, c);
+            *o++ = (char)c;
         } else {
-            buf_putc(out, '=');
-            buf_putc(out, hex[c >> 4]);
-            buf_putc(out, hex[c & 15]);
+            *o++ = '=';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
         }
         col += w;
     }
+    out->len = (size_t)(o - out->data);
+    out->data[out->len] = 0;
 }
 
 size_t mime_encode(enum mime_cte cte, const char *in, size_t len, struct buf *out)
@@ -511,23 +535,7 @@ size_t mime_encode(enum mime_cte cte, const char *in, size_t len, struct buf *ou
     size_t long_lines = 0;
 
     if (cte == MIME_QP) {
-        size_t i = 0;
-        while (i < len) {
-            const char *e = NULL;
-            for (size_t k = i; k + 1 < len; k++)
-                if (in[k] == '\r' && in[k + 1] == '\n') {
-                    e = in + k;
-                    break;
-                }
-            size_t n = e ? (size_t)(e - in) - i : len - i;
-            qp_line((const unsigned char *)in + i, n, out);
-            if (e) {
-                buf_puts(out, "\r\n");
-                i += n + 2;
-            } else {
-                i = len;
-            }
-        }
+        qp_encode((const unsigned char *)in, len, out);
         return 0;
     }
     if (cte == MIME_BASE64) {

@@ -96,6 +96,71 @@ static int algs_ready(struct buf *why)
     return 0;
 }
 
+/*
+ * Per thread, for token_encode's speed (a newsletter's links make dozens of
+ * tokens): one cipher context, reused, and random nonces drawn from
+ * OpenSSL in batches (each RAND_bytes call costs more than the encryption:
+ * OpenSSL checks its process id on each).  A child after fork() drops its
+ * batch, or parent and child would use the same nonces.
+ */
+#define NONCE_BATCH 64
+struct token_thread {
+    EVP_CIPHER_CTX *ctx;
+    unsigned char nonces[NONCE_BATCH * NONCE_LEN];
+    size_t used; /* bytes of nonces handed out; sizeof(nonces): empty */
+};
+static pthread_key_t thread_key;
+static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
+static __thread struct token_thread *this_thread;
+
+static void thread_free(void *p)
+{
+    struct token_thread *tt = p;
+
+    EVP_CIPHER_CTX_free(tt->ctx);
+    OPENSSL_cleanse(tt->nonces, sizeof(tt->nonces));
+    myfree(tt);
+}
+
+static void thread_forked(void)
+{
+    if (this_thread)
+        this_thread->used = sizeof(this_thread->nonces);
+}
+
+static void thread_init(void)
+{
+    pthread_key_create(&thread_key, thread_free);
+    pthread_atfork(NULL, NULL, thread_forked);
+}
+
+/* thread_state - this thread's context and nonces (made at its first token) */
+static struct token_thread *thread_state(void)
+{
+    if (this_thread == NULL) {
+        pthread_once(&thread_once, thread_init);
+        this_thread = mycalloc(1, sizeof(*this_thread));
+        this_thread->ctx = EVP_CIPHER_CTX_new();
+        this_thread->used = sizeof(this_thread->nonces);
+        pthread_setspecific(thread_key, this_thread);
+    }
+    return this_thread;
+}
+
+/* next_nonce - n random bytes (n <= NONCE_LEN) never handed out before; 0 or -1 */
+static int next_nonce(struct token_thread *tt, unsigned char *nonce, size_t n)
+{
+    if (tt->used + n > sizeof(tt->nonces)) {
+        if (RAND_bytes(tt->nonces, sizeof(tt->nonces)) != 1)
+            return -1;
+        tt->used = 0;
+    }
+    memcpy(nonce, tt->nonces + tt->used, n);
+    OPENSSL_cleanse(tt->nonces + tt->used, n);
+    tt->used += n;
+    return 0;
+}
+
 /* Base64url, without padding. */
 
 static const char b64_chars[] =
@@ -537,7 +602,8 @@ int token_encode(const struct token_keys *keys, const struct token *t, struct bu
     size_t mlen = strlen(msgid), rlen = strlen(rcpt);
     int64_t created = t->created ? t->created : (int64_t)time(NULL);
     unsigned char *raw, *ct;
-    EVP_CIPHER_CTX *ctx;
+    struct token_thread *tt = thread_state();
+    EVP_CIPHER_CTX *ctx = tt->ctx;
     struct buf plain;
     int n, fin, ok;
 
@@ -574,12 +640,12 @@ int token_encode(const struct token_keys *keys, const struct token *t, struct bu
     raw[0] = FORMAT_VERSION;
     raw[1] = (unsigned char)k->kid;
     ct = raw + HEAD_LEN + NONCE_LEN;
-    ok = RAND_bytes(raw + HEAD_LEN, NONCE_LEN) == 1;
+    ok = next_nonce(tt, raw + HEAD_LEN, NONCE_LEN) == 0;
     if (!ok)
         buf_error(why, "OpenSSL has no random bytes for the token's nonce");
     if (ok) {
         ok =
-            (ctx = EVP_CIPHER_CTX_new()) != NULL &&
+            ctx != NULL &&
             EVP_EncryptInit_ex2(ctx, aead_cipher, k->aead, raw + HEAD_LEN, NULL) == 1 &&
             EVP_EncryptUpdate(ctx, NULL, &n, raw, HEAD_LEN) == 1 &&
             EVP_EncryptUpdate(ctx, ct, &n, (unsigned char *)plain.data, (int)plain.len) ==
@@ -587,7 +653,6 @@ int token_encode(const struct token_keys *keys, const struct token *t, struct bu
             EVP_EncryptFinal_ex(ctx, ct + n, &fin) == 1 &&
             (size_t)n + (size_t)fin == plain.len &&
             EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, ct + plain.len) == 1;
-        EVP_CIPHER_CTX_free(ctx);
         if (!ok)
             buf_error(why, "OpenSSL could not encrypt the token");
     }

@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1073,6 +1074,71 @@ static void test_threads(void **state)
     token_keys_free(keys);
 }
 
+/* nonce_of - the 12 nonce bytes of a token's text (after version and key id) */
+static void nonce_of(const struct buf *text, unsigned char nonce[12])
+{
+    struct buf raw;
+
+    buf_init(&raw, 256);
+    unb64url(text->data, text->len, &raw);
+    assert_true(raw.len > 14);
+    memcpy(nonce, raw.data + 2, 12);
+    buf_release(&raw);
+}
+
+/*
+ * test_nonces - nonces come from per-thread batches: never the same twice
+ * (over several batches), and a child after fork() never uses the parent's
+ * (it drops its batch)
+ */
+static void test_nonces(void **state)
+{
+    struct token_keys *keys = keys_of("1:" HEX_A);
+    struct token t = {TOKEN_CLICK, 0, 0, "default", "m", "a@example.com", NULL, 0};
+    struct buf text, why;
+    enum { N = 300 };
+    static unsigned char seen[N + 1][12];
+    int fds[2];
+
+    (void)state;
+    buf_init(&text, 256);
+    buf_init(&why, 64);
+    for (int i = 0; i < N; i++) {
+        buf_reset(&text);
+        assert_int_equal(token_encode(keys, &t, &text, &why), 0);
+        nonce_of(&text, seen[i]);
+        for (int j = 0; j < i; j++)
+            assert_memory_not_equal(seen[i], seen[j], 12);
+    }
+    /* the parent's next nonce, and the child's first: not the same */
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        unsigned char nc[12];
+        buf_reset(&text);
+        if (token_encode(keys, &t, &text, &why) < 0)
+            _exit(1);
+        nonce_of(&text, nc);
+        _exit(write(fds[1], nc, 12) == 12 ? 0 : 1);
+    }
+    unsigned char child[12];
+    int st;
+    close(fds[1]);
+    assert_int_equal(read(fds[0], child, 12), 12);
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    buf_reset(&text);
+    assert_int_equal(token_encode(keys, &t, &text, &why), 0);
+    nonce_of(&text, seen[N]);
+    assert_memory_not_equal(child, seen[N], 12);
+    for (int j = 0; j < N; j++)
+        assert_memory_not_equal(child, seen[j], 12);
+    buf_release(&text);
+    buf_release(&why);
+    token_keys_free(keys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1083,7 +1149,7 @@ int main(void)
         cmocka_unit_test(test_key_line),      cmocka_unit_test(test_mac),
         cmocka_unit_test(test_purpose_names), cmocka_unit_test(test_sealed),
         cmocka_unit_test(test_mac_layout),    cmocka_unit_test(test_fuzz),
-        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_threads),       cmocka_unit_test(test_nonces),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
