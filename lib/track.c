@@ -79,6 +79,22 @@ static void apply(struct edits *ed, const char *text, size_t len, struct buf *ou
     buf_append(out, text + pos, len - pos);
 }
 
+/*
+ * finish - tail (released) added at `at` and the edits applied, into out:
+ * 1, or 0 when there is nothing to change
+ */
+static int finish(struct edits *ed, struct buf *tail, size_t at, const char *text,
+                  size_t len, struct buf *out)
+{
+    if (tail->len)
+        add_edit(ed, at, 0, tail->data, tail->len);
+    buf_release(tail);
+    if (ed->n == 0)
+        return 0;
+    apply(ed, text, len, out);
+    return 1;
+}
+
 static void edits_free(struct edits *ed)
 {
     for (size_t i = 0; i < ed->n; i++)
@@ -106,34 +122,29 @@ static int find_tags(struct edits *ed, const char *text, size_t len, const char 
     return found;
 }
 
-/* html_escape_attr - s for a double-quoted attribute value */
-static void html_escape_attr(const char *s, size_t len, struct buf *out)
+/* html_escape - s as HTML text, or (attr) as a double-quoted attribute's value */
+static void html_escape(const char *s, size_t len, int attr, struct buf *out)
 {
     for (size_t i = 0; i < len; i++) {
         if (s[i] == '&')
             buf_puts(out, "&amp;");
-        else if (s[i] == '"')
-            buf_puts(out, "&quot;");
         else if (s[i] == '<')
             buf_puts(out, "&lt;");
+        else if (s[i] == '"' && attr)
+            buf_puts(out, "&quot;");
+        else if (s[i] == '>' && !attr)
+            buf_puts(out, "&gt;");
         else
             buf_putc(out, s[i]);
     }
 }
 
-/* html_escape_text - s as text in HTML */
-static void html_escape_text(const char *s, size_t len, struct buf *out)
+/* pixel - the open pixel's img, appended */
+static void pixel(const struct track_env *env, struct buf *out)
 {
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '&')
-            buf_puts(out, "&amp;");
-        else if (s[i] == '<')
-            buf_puts(out, "&lt;");
-        else if (s[i] == '>')
-            buf_puts(out, "&gt;");
-        else
-            buf_putc(out, s[i]);
-    }
+    buf_puts(out, PIXEL_FMT_A);
+    html_escape(env->open_url, strlen(env->open_url), 1, out);
+    buf_puts(out, PIXEL_FMT_B);
 }
 
 /* put_crlf - s appended with every bare LF made CRLF (a configured footer's lines) */
@@ -163,12 +174,12 @@ static void footer_template(const char *tpl, const char *url, int html, struct b
             we--;
         if (html) {
             buf_puts(out, "<a href=\"");
-            html_escape_attr(url, strlen(url), out);
+            html_escape(url, strlen(url), 1, out);
             buf_puts(out, "\">");
             if (we > w)
                 buf_append(out, w, (size_t)(we - w));
             else
-                html_escape_text(url, strlen(url), out);
+                html_escape(url, strlen(url), 0, out);
             buf_puts(out, "</a>");
         } else {
             buf_puts(out, url);
@@ -309,7 +320,7 @@ static int link(struct links *k, const char *u, size_t ulen, size_t at, size_t l
     if (k->html) {
         if (!quote)
             buf_putc(&w, '"');
-        html_escape_attr(k->tracked.data, k->tracked.len, &w);
+        html_escape(k->tracked.data, k->tracked.len, 1, &w);
         if (!quote)
             buf_putc(&w, '"');
     } else {
@@ -376,9 +387,7 @@ static void tags(const struct smtpapi_filters *f, const struct track_env *env,
     if (html && on(f->opentrack.enable) && set(f->opentrack.replace) && env->open_url) {
         struct buf px;
         buf_init(&px, 512);
-        buf_puts(&px, PIXEL_FMT_A);
-        html_escape_attr(env->open_url, strlen(env->open_url), &px);
-        buf_puts(&px, PIXEL_FMT_B);
+        pixel(env, &px);
         if (find_tags(ed, text, len, f->opentrack.replace, px.data, px.len)) {
             *pixel_done = 1;
             n->pixel = 1;
@@ -419,19 +428,11 @@ int track_html(const struct smtpapi_filters *f, const struct track_env *env,
         n->footer = 1;
     }
     if (on(f->opentrack.enable) && !pixel_done && env->open_url) {
-        buf_puts(&tail, PIXEL_FMT_A);
-        html_escape_attr(env->open_url, strlen(env->open_url), &tail);
-        buf_puts(&tail, PIXEL_FMT_B);
+        pixel(env, &tail);
         n->pixel = 1;
     }
-    size_t at = doc.body_end >= 0 ? (size_t)doc.body_end : len;
-    if (tail.len)
-        add_edit(&ed, at, 0, tail.data, tail.len);
-    buf_release(&tail);
-    if (ed.n == 0)
-        goto out;
-    apply(&ed, text, len, out);
-    rc = 1;
+    rc = finish(&ed, &tail, doc.body_end >= 0 ? (size_t)doc.body_end : len, text, len,
+                out);
 out:
     links_release(&k);
     edits_free(&ed);
@@ -506,13 +507,7 @@ int track_text(const struct smtpapi_filters *f, const struct track_env *env,
         buf_puts(&tail, "\r\n");
         n->footer = 1;
     }
-    if (tail.len)
-        add_edit(&ed, len, 0, tail.data, tail.len);
-    buf_release(&tail);
-    if (ed.n == 0)
-        goto out;
-    apply(&ed, text, len, out);
-    rc = 1;
+    rc = finish(&ed, &tail, len, text, len, out);
 out:
     links_release(&k);
     edits_free(&ed);

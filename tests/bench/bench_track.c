@@ -48,12 +48,14 @@ static int click(void *ctx, const char *url, size_t len, struct buf *out, struct
 static struct smtpapi_filters filters;
 static struct track_env env = {
     .tracker = "https://t.example.net/",
-    .unsub_url = "https://t.example.net/u/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-                 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    .unsub_url =
+        "https://t.example.net/u/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     .global_url = "https://t.example.net/u/BBBB",
     .prefs_url = "https://t.example.net/p/CCCC",
-    .open_url = "https://t.example.net/o/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    .open_url =
+        "https://t.example.net/o/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     .click = click,
 };
 
@@ -173,8 +175,8 @@ int main(int argc, char **argv)
     double r = rate(&msg, rewrite, secs, &cnt, &out_len);
     unsigned links = cnt.links;
     double c = rate(&msg, recode, secs, &cnt, &recode_len);
-    printf("rewrite_per_s=%.1f recode_per_s=%.1f links=%u bytes=%zu out_bytes=%zu\n", r, c,
-           links, msg.len, out_len);
+    printf("rewrite_per_s=%.1f recode_per_s=%.1f links=%u bytes=%zu out_bytes=%zu\n", r,
+           c, links, msg.len, out_len);
     token_keys_free((struct token_keys *)keys);
     buf_release(&html);
     buf_release(&crlf);
