@@ -20,7 +20,9 @@
 #include "msg.h"
 #include "mymalloc.h"
 #include "pipeline.h"
+#include "mime.h"
 #include "token.h"
+#include "track.h"
 
 struct pipeline {
     const struct conf *conf;
@@ -318,6 +320,137 @@ out:
     return rc;
 }
 
+/* tracking - does a filter of this copy rewrite its text? */
+static int tracking(const struct pipeline_copy *c)
+{
+    const struct smtpapi_filters *f = c->opts ? &c->opts->filters : NULL;
+
+    return f &&
+           (smtpapi_is_on(f->clicktrack.enable) || smtpapi_is_on(f->opentrack.enable) ||
+            smtpapi_is_on(f->subscriptiontrack.enable) ||
+            smtpapi_is_on(f->footer.enable));
+}
+
+/* The tokens of one copy's URLs. */
+struct copy_urls {
+    struct pipeline *p;
+    const struct pipeline_copy *c;
+    const char *rcpt; /* normalised */
+    struct track_env env;
+    struct track_count n;
+    struct buf unsub, global, prefs, open;
+};
+
+/* url - p->url_base/KIND/TOKEN for the copy into out; 0 or -1 */
+static int url(struct copy_urls *u, enum token_purpose purpose, uint32_t group,
+               const char *data, size_t dlen, const char *kind, struct buf *out,
+               struct buf *why)
+{
+    struct token t;
+    struct buf err;
+    int rc = 0;
+
+    memset(&t, 0, sizeof(t));
+    t.purpose = purpose;
+    t.group = group;
+    t.tenant = (char *)u->c->tenant;
+    t.message = (char *)u->c->message;
+    t.recipient = (char *)u->rcpt;
+    t.data = (unsigned char *)data;
+    t.data_len = dlen;
+    buf_printf(out, "%s/%s/", u->p->url_base, kind);
+    buf_init(&err, 64);
+    if (token_encode(u->p->keys, &t, out, &err) < 0)
+        rc = buf_error(why, "cannot make a %s token: %s", kind, buf_str(&err));
+    buf_release(&err);
+    return rc;
+}
+
+static int click_url(void *ctx, const char *link, size_t len, struct buf *out,
+                     struct buf *why)
+{
+    struct copy_urls *u = ctx;
+
+    if (len > TOKEN_DATA_MAX)
+        return buf_error(why, "a link of %zu bytes is over the %d a token holds", len,
+                         TOKEN_DATA_MAX);
+    return url(u, TOKEN_CLICK, u->c->group, link, len, "c", out, why);
+}
+
+static int rewrite_part(const struct mime_part *part, const struct buf *dec,
+                        struct buf *next, void *ctx, struct buf *why)
+{
+    struct copy_urls *u = ctx;
+    const struct smtpapi_filters *f = &u->c->opts->filters;
+
+    if (strcmp(part->type, "text") != 0 || part->attachment)
+        return 0;
+    if (strcmp(part->subtype, "html") == 0)
+        return track_html(f, &u->env, dec->data, dec->len, next, &u->n, why);
+    if (strcmp(part->subtype, "plain") == 0)
+        return track_text(f, &u->env, dec->data, dec->len, next, &u->n, why);
+    return 0;
+}
+
+/*
+ * track_copy - the copy's text parts with its tracking filters applied (its
+ * links through the tracker, the pixel, the footers: lib/track), msg
+ * rewritten in place; 0, or -1 with why
+ */
+static int track_copy(struct pipeline *p, const struct pipeline_copy *c, struct buf *msg,
+                      struct buf *why)
+{
+    struct copy_urls u;
+    struct buf rcpt, err, out;
+    int changed = 0, rc = -1;
+
+    if (p->keys == NULL)
+        return buf_error(why, "no tracking token key: %s", buf_str(&p->keys_why));
+    memset(&u, 0, sizeof(u));
+    buf_init(&rcpt, 64);
+    buf_init(&err, 64);
+    buf_init(&out, msg->len + msg->len / 4 + 4096);
+    buf_init(&u.unsub, 160);
+    buf_init(&u.global, 160);
+    buf_init(&u.prefs, 160);
+    buf_init(&u.open, 160);
+    if (address_normalize(c->rcpt, &rcpt, &err) < 0) {
+        buf_error(why, "<%s>: %s", c->rcpt, buf_str(&err));
+        goto out;
+    }
+    u.p = p;
+    u.c = c;
+    u.rcpt = buf_str(&rcpt);
+    if (url(&u, TOKEN_UNSUBSCRIBE, c->group, NULL, 0, "u", &u.unsub, why) < 0 ||
+        url(&u, TOKEN_UNSUBSCRIBE, 0, NULL, 0, "u", &u.global, why) < 0 ||
+        url(&u, TOKEN_PREFERENCES, c->group, NULL, 0, "p", &u.prefs, why) < 0 ||
+        url(&u, TOKEN_OPEN, c->group, NULL, 0, "o", &u.open, why) < 0)
+        goto out;
+    u.env.tracker = p->url_base;
+    u.env.unsub_url = u.unsub.data;
+    u.env.global_url = u.global.data;
+    u.env.prefs_url = u.prefs.data;
+    u.env.open_url = u.open.data;
+    u.env.click = click_url;
+    u.env.ctx = &u;
+    if (mime_rewrite(msg->data, msg->len, rewrite_part, &u, &out, &changed, why) < 0)
+        goto out;
+    if (changed) {
+        buf_reset(msg);
+        buf_append(msg, out.data, out.len);
+    }
+    rc = 0;
+out:
+    buf_release(&rcpt);
+    buf_release(&err);
+    buf_release(&out);
+    buf_release(&u.unsub);
+    buf_release(&u.global);
+    buf_release(&u.prefs);
+    buf_release(&u.open);
+    return rc;
+}
+
 /*
  * build - the copy before signing into out (emptied first): the header
  * without X-SMTPAPI (and without the application's unsubscribe fields when
@@ -354,7 +487,7 @@ static int build(struct pipeline *p, const struct pipeline_copy *c, const char *
     if (added)
         buf_append(added, out->data + mark, out->len - mark);
     buf_append(out, msg + hlen, len - hlen);
-    return 0;
+    return tracking(c) ? track_copy(p, c, out, why) : 0;
 }
 
 /* pipeline_personalise - see pipeline.h */
@@ -393,6 +526,18 @@ int pipeline_changes(struct pipeline *p, const struct pipeline_copy *c, const ch
     rc = build(p, c, msg, len, &copy, &ch->added, &ch->drop_own, why);
     if (rc == 0)
         rc = sign(p, copy.data, copy.len, &ch->sigs, &ch->signed_by, why);
+    buf_reset(&ch->body);
+    ch->body_changed = 0;
+    if (rc == 0 && tracking(c)) {
+        size_t cb, ob;
+        header_split(copy.data, copy.len, &cb);
+        header_split(msg, len, &ob);
+        if (copy.len - cb != len - ob ||
+            memcmp(copy.data + cb, msg + ob, len - ob) != 0) {
+            buf_append(&ch->body, copy.data + cb, copy.len - cb);
+            ch->body_changed = 1;
+        }
+    }
     buf_release(&copy);
     return rc;
 }
@@ -537,6 +682,8 @@ int pipeline_per_recipient(const struct pipeline *p, const struct pipeline_copy 
     size_t body, hlen = header_split(msg, len, &body);
     struct header_field f;
 
+    if (tracking(c))
+        return 1; /* its URLs name the recipient */
     if (!needs_unsubscribe(c))
         return 0;
     return !(p->keep_existing && header_find(msg, hlen, "List-Unsubscribe", &f));

@@ -99,9 +99,12 @@ struct pipeline_copy {
  * first): X-SMTPAPI removed; List-Unsubscribe (an https and a mailto URI
  * carrying the recipient's token) and List-Unsubscribe-Post added when the
  * message has a group or subscription tracking, unless it has its own and
- * unsubscribe.keep_existing says to keep it; then DKIM signatures of its
- * From domain's keys prepended.  0, or -1 with why filled (the copy cannot
- * be made now: no token key, a store error); *signed_by (if not NULL) gets
+ * unsubscribe.keep_existing says to keep it; its text parts rewritten by
+ * its tracking filters (lib/track: links through tracker.url's /c/, the
+ * pixel /o/, footers with /u/, the ASM tags; every URL a token naming
+ * tenant, message, recipient and group); then DKIM signatures of its From
+ * domain's keys prepended, over the rewritten message.  0, or -1 with why filled (the
+ * copy cannot be made now: no token key, a store error); *signed_by (if not NULL) gets
  * how many signatures were added.
  */
 int pipeline_personalise(struct pipeline *p, const struct pipeline_copy *c,
@@ -114,13 +117,16 @@ struct pipeline_change {
     struct buf added; /* fields to add at the end of the header, each with CRLF */
     struct buf sigs;  /* DKIM-Signature fields to insert first, each with CRLF */
     int signed_by;
+    struct buf body; /* the new body (tracking rewrote it), when body_changed */
+    int body_changed;
 };
 
 /*
  * pipeline_changes - what pipeline_personalise would do to msg for c, as
  * separate changes (ch's bufs initialised by the caller): the message with
  * X-SMTPAPI removed, the application's fields dropped when drop_own, added
- * appended to the header and sigs put first is the personalised copy.  0,
+ * appended to the header, the body replaced by body when body_changed, and
+ * sigs put first is the personalised copy.  0,
  * or -1 with why filled.
  */
 int pipeline_changes(struct pipeline *p, const struct pipeline_copy *c, const char *msg,
@@ -136,8 +142,8 @@ int pipeline_may_change(struct pipeline *p, const char *tenant, const char *from
 
 /*
  * pipeline_per_recipient - do recipients of this message get different
- * copies (their own unsubscribe fields)?  Signing alone does not make them
- * differ.
+ * copies (their own unsubscribe fields, or tracked URLs)?  Signing alone
+ * does not make them differ.
  */
 int pipeline_per_recipient(const struct pipeline *p, const struct pipeline_copy *c,
                            const char *msg, size_t len);

@@ -57,6 +57,7 @@
 
 /* Replies to it */
 #define SMFIR_DELRCPT '-'
+#define SMFIR_REPLBODY 'b'
 #define SMFIR_ACCEPT 'a'
 #define SMFIR_CONTINUE 'c'
 #define SMFIR_DISCARD 'd'
@@ -272,6 +273,20 @@ int mfe_chgheader(struct mfe_ctx *c, const char *name, int index, const char *va
     return index >= 0 ? change(c, SMFIF_CHGHDRS, SMFIR_CHGHEADER, index, name,
                                value ? value : "")
                       : -1;
+}
+
+int mfe_replacebody(struct mfe_ctx *c, const char *body, size_t len)
+{
+    /* in chunks of at most 64 KiB less one, as MTAs send bodies */
+    if (!c->in_eom || !(c->actions & SMFIF_CHGBODY))
+        return -1;
+    do {
+        size_t n = len > 65535 ? 65535 : len;
+        packet(c, SMFIR_REPLBODY, body, n);
+        body += n;
+        len -= n;
+    } while (len > 0);
+    return 0;
 }
 
 int mfe_delrcpt(struct mfe_ctx *c, const char *rcpt)

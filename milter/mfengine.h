@@ -142,5 +142,7 @@ int mfe_addheader(struct mfe_ctx *ctx, const char *name, const char *value);
 int mfe_insheader(struct mfe_ctx *ctx, int index, const char *name, const char *value);
 int mfe_chgheader(struct mfe_ctx *ctx, const char *name, int index, const char *value);
 int mfe_delrcpt(struct mfe_ctx *ctx, const char *rcpt);
+/* the whole new body (CRLF lines), after every other change */
+int mfe_replacebody(struct mfe_ctx *ctx, const char *body, size_t len);
 
 #endif

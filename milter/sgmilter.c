@@ -375,13 +375,16 @@ static struct msgctx *conn_ctx(struct mfe_ctx *ctx)
 static mfe_stat cb_negotiate(struct mfe_ctx *ctx, unsigned long f0, unsigned long f1,
                              unsigned long *pf0, unsigned long *pf1)
 {
-    /* only the actions used, and only the steps needed: no body */
+    /*
+     * only the actions used: remove recipients, add and change header
+     * fields, and (where the MTA allows it) replace the body, for tracking
+     */
     const unsigned long want = SMFIF_DELRCPT | SMFIF_CHGHDRS | SMFIF_ADDHDRS;
 
     if ((f0 & want) != want)
         return MFE_REJECT;
     (void)conn_ctx(ctx); /* the connection counts for a SIGTERM from now */
-    *pf0 = want;
+    *pf0 = want | (f0 & SMFIF_CHGBODY);
     /*
      * only the macros it reads, where it reads them: the login at MAIL, the
      * queue id (for the log and events) at RCPT and at the end; none at the
@@ -754,6 +757,7 @@ static mfe_stat personalise(struct mfe_ctx *ctx, struct msgctx *m,
     buf_init(&why, 128);
     buf_init(&ch.added, 512);
     buf_init(&ch.sigs, 1024);
+    buf_init(&ch.body, 0);
     if (view_open(m, &v, &why) < 0) {
         rc = on_error(ctx, st, buf_str(&why));
         goto out;
@@ -813,11 +817,15 @@ static mfe_stat personalise(struct mfe_ctx *ctx, struct msgctx *m,
     }
     if (apply_fields(ctx, &ch.added, 0) < 0 || apply_fields(ctx, &ch.sigs, 1) < 0)
         rc = on_error(ctx, st, "the MTA refused a header change");
+    else if (ch.body_changed && mfe_replacebody(ctx, ch.body.data, ch.body.len) < 0)
+        rc = on_error(ctx, st,
+                      "the MTA does not let the milter replace the body (tracking)");
 out:
     view_close(&v);
     buf_release(&why);
     buf_release(&ch.added);
     buf_release(&ch.sigs);
+    buf_release(&ch.body);
     return rc;
 }
 

@@ -7,6 +7,7 @@
 # one gets 550 5.6.0 with the reason; a message with every recipient
 # suppressed is discarded (the client sees 250); mail from Postfix's own
 # sendmail passes the milter too; mail needing nothing passes byte for byte;
+# tracking filters rewrite the links of both doors' copies (signed after);
 # and with the milter gone, Postfix tempfails (milter_default_action) and
 # nothing is lost.
 . "$(dirname "$0")/lib.sh"
@@ -136,6 +137,59 @@ expect 0 $A --json events list --type processed
 json "len(j) == 8"
 expect 0 $A --json events list --type delivered
 json "[e['email'] for e in j] == ['vip@example.org']"
+
+# tracking (X-SMTPAPI filters): through both doors, ok2@ in Postfix's
+# transaction (the milter replaces the body) and vip@ in a copy of the relay's,
+# each HTML link goes through the tracker with a click token naming the
+# recipient and giving the link back, mailto: stays, the pixel is there, the
+# plain part is as it was, and the signature over the rewritten copy verifies
+$PY - "$SMTP" <<'PY' >"$WORK/reply" 2>&1 || true
+import smtplib, sys
+html = ('<html><body><p><a href="https://shop.example/sale?a=1&amp;b=2">Sale</a> '
+        '<a href="mailto:help@shop.example">help</a></p>' + 'x' * 80 + '</body></html>')
+import quopri
+qp = quopri.encodestring(html.encode()).decode().replace("\n", "\r\n")
+msg = ("From: Shop <news@shop.example>\r\nTo: undisclosed-recipients:;\r\nSubject: tracked\r\n"
+       "X-SMTPAPI: {\"filters\": {\"clicktrack\": {\"settings\": {\"enable\": 1}}, "
+       "\"opentrack\": {\"settings\": {\"enable\": 1}}}}\r\n"
+       "MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n"
+       "--b1\r\nContent-Type: text/plain\r\n\r\nSale at https://shop.example/sale\r\n"
+       "--b1\r\nContent-Type: text/html; charset=utf-8\r\n"
+       "Content-Transfer-Encoding: quoted-printable\r\n\r\n" + qp + "\r\n--b1--\r\n")
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
+print("250 accepted", s.sendmail("news@shop.example", ["ok2@example.org", "vip@example.org"], msg))
+s.quit()
+PY
+check "tracked: accepted ($(cat "$WORK/reply"))" grep -q "^250" "$WORK/reply"
+wait_for tracked
+"$SGRELAY" -C "$CONF" -q
+for _ in $(seq 50); do [ "$(grep -l '^Subject: tracked$' "$WORK"/sink/*.* | wc -l)" -ge 2 ] && break; sleep 0.1; done
+for who in ok2@example.org vip@example.org; do
+    f=$(grep -l "^X-Rcpt-Args: <$who>" $(grep -l '^Subject: tracked$' "$WORK"/sink/*.*) | head -1)
+    check "tracked: $who got a copy" [ -n "$f" ]
+    grep -v '^X-\(Client-Addr\|Client-Proto\|Helo-Args\|Mail-Args\|Rcpt-Args\):' "$f" >"$WORK/got.eml"
+    $PY - "$WORK/got.eml" >"$WORK/parts" <<'PY'
+import email, re, sys
+m = email.message_from_binary_file(open(sys.argv[1], "rb"))
+plain, html = [p.get_payload(decode=True).decode() for p in m.walk() if not p.is_multipart()]
+click = re.findall(r'href="https://t\.example\.net/c/([A-Za-z0-9_-]+)"', html)
+print("plain=" + plain.strip())
+print("clicks=%d" % len(click))
+print("click=" + (click[0] if click else ""))
+print("mailto=%d" % html.count('href="mailto:help@shop.example"'))
+print("pixel=%d" % len(re.findall(r'<img src="https://t\.example\.net/o/[A-Za-z0-9_-]+"', html)))
+print("pixel_before_body=%d" % bool(re.search(r'/>\s*</body>', html)))
+PY
+    check "tracked: $who's plain part as sent" grep -qx 'plain=Sale at https://shop.example/sale' "$WORK/parts"
+    check "tracked: $who's one http link through the tracker" grep -qx 'clicks=1' "$WORK/parts"
+    check "tracked: $who's mailto: left alone" grep -qx 'mailto=1' "$WORK/parts"
+    check "tracked: $who's pixel before </body>" sh -c "grep -qx 'pixel=1' '$WORK/parts' && grep -qx 'pixel_before_body=1' '$WORK/parts'"
+    expect 0 $A --json token decode "$(sed -n 's/^click=//p' "$WORK/parts")"
+    json "j['purpose'] == 'click' and j['recipient'] == '$who' and j['data'] == 'https://shop.example/sale?a=1&b=2'"
+    $PY "$VERIFY" "$WORK/got.eml" "s1,shop.example,$WORK/keys/shop.example/s1.pem" >"$WORK/verify" 2>&1 ||
+        fail "DKIM of $who's tracked copy does not verify: $(cat "$WORK/verify")"
+    CHECKS=$((CHECKS + 1))
+done
 
 # without the group, left@ is not suppressed; with a bypass filter gone@ is not
 send nogroup "" left@example.org

@@ -117,7 +117,7 @@ alive() {
 
 # The replies (see milter_wire.py for their form)
 NONE='{sendguard_no_macro}'
-V6="version=6 actions=0x119 steps=0x7f7c3 lists=0:\"$NONE\" 1:\"$NONE\" 2:\"{auth_authen}\" 3:\"i\" 4:\"$NONE\" 5:\"i\" 6:\"$NONE\""
+V6="version=6 actions=0x11b steps=0x7f7c3 lists=0:\"$NONE\" 1:\"$NONE\" 2:\"{auth_authen}\" 3:\"i\" 4:\"$NONE\" 5:\"i\" 6:\"$NONE\""
 DROP='s -<gone@example.org>\0 c' # SKIP; at the end: gone@ removed, continue
 KEEP='s c'
 DROPPED='to=<gone@example.org>, status=dropped (bounce)'
@@ -140,7 +140,7 @@ start_milter
 wire negotiate
 saw optneg-v6 "$V6"
 saw optneg-v6-end closed
-saw optneg-v2 'version=2 actions=0x19 steps=0x43 lists=none'
+saw optneg-v2 'version=2 actions=0x1b steps=0x43 lists=none'
 saw optneg-v2-steps 'mail=c rcpt1=c rcpt2=c header1=c header2=c header3=c header4=c body=c eom=-<gone@example.org>\0 c'
 saw optneg-v2-end closed
 saw optneg-v7 "$V6"

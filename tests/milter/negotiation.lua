@@ -1,6 +1,6 @@
 -- negotiation - the milter asks the MTA only for what it uses: the actions
--- it takes (remove recipients, add and change header fields; never the
--- body), every step it needs (MAIL, RCPT, the header, its end, the body,
+-- it takes (remove recipients, add and change header fields, replace the
+-- body: tracking rewrites it), every step it needs (MAIL, RCPT, the header, its end, the body,
 -- each with a reply: a refusal by size comes at the header or the body),
 -- and leave to skip the body.  A message that needs nothing gets
 -- SMFIR_SKIP at its first body chunk when the MTA offered SMFIP_SKIP (never
@@ -38,11 +38,11 @@ end
 -- 1: what it asks for when the MTA offers everything
 scene("1: negotiation with everything offered")
 local conn = open(ALL_STEPS, ALL_ACTIONS)
-for _, a in ipairs({ "SMFIF_DELRCPT", "SMFIF_CHGHDRS", "SMFIF_ADDHDRS" }) do
+for _, a in ipairs({ "SMFIF_DELRCPT", "SMFIF_CHGHDRS", "SMFIF_ADDHDRS", "SMFIF_CHGBODY" }) do
     check(mt.test_action(conn, _G[a]), "asks for " .. a)
 end
 check(mt.test_action(conn, SMFIF_SETSYMLIST), "asks for SMFIF_SETSYMLIST (only the macros it reads)")
-for _, a in ipairs({ "SMFIF_CHGBODY", "SMFIF_ADDRCPT", "SMFIF_QUARANTINE", "SMFIF_CHGFROM",
+for _, a in ipairs({ "SMFIF_ADDRCPT", "SMFIF_QUARANTINE", "SMFIF_CHGFROM",
                      "SMFIF_ADDRCPT_PAR" }) do
     if _G[a] ~= nil then
         check(not mt.test_action(conn, _G[a]), "does not ask for " .. a)

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "conf.h"
+#include "mime.h"
 #include "dkim.h"
 #include "pipeline.h"
 #include "store.h"
@@ -471,6 +472,7 @@ static void test_changes(void **state)
     buf_init(&why, 64);
     buf_init(&ch.added, 256);
     buf_init(&ch.sigs, 256);
+    buf_init(&ch.body, 0);
     open_fx(&fx, "", 1);
     c.group = fx.group;
     add_key(&fx);
@@ -513,6 +515,137 @@ static void test_changes(void **state)
     buf_release(&why);
     buf_release(&ch.added);
     buf_release(&ch.sigs);
+    buf_release(&ch.body);
+}
+
+/* first_token - the token after prefix in text (up to a quote or '=' soft break) into out
+ */
+static int first_token(const char *text, const char *prefix, struct buf *out)
+{
+    const char *p = strstr(text, prefix);
+    size_t n = 0;
+
+    buf_reset(out);
+    if (p == NULL)
+        return 0;
+    p += strlen(prefix);
+    while (p[n] && strchr("\"'<> \r\n", p[n]) == NULL)
+        n++;
+    buf_append(out, p, n);
+    return 1;
+}
+
+/* html_of - the decoded text/html part of a message */
+static int html_part(const struct mime_part *part, void *ctx)
+{
+    const char **m = ((const char **)ctx);
+    struct buf *out = (struct buf *)m[1];
+
+    if (strcmp(part->subtype, "html") == 0)
+        mime_decode(part->cte, m[0] + part->body_start, part->body_len, out);
+    return 0;
+}
+
+static void html_of(const struct buf *msg, struct buf *out)
+{
+    const void *ctx[2] = {msg->data, out};
+    buf_reset(out);
+    mime_walk(msg->data, msg->len, html_part, (void *)ctx, NULL);
+}
+
+/*
+ * tracking: the links of the copy's HTML part go through the tracker with
+ * a click token that names the recipient and gives the link back, the
+ * pixel and the footer are there, the signature covers the rewritten
+ * message; pipeline_changes' body is the same rewrite
+ */
+static void test_tracking(void **state)
+{
+    struct fx fx;
+    struct smtpapi_opts o;
+    struct pipeline_copy c = {"default", "Q7", "Some.One@Example.org", 0, &o};
+    struct pipeline_change ch;
+    struct buf out, html, tok, why, keytext;
+    struct token t;
+    struct token_keys *keys;
+    int nsig = 0;
+    const char msg[] =
+        "From: Shop <news@shop.example>\r\n"
+        "Subject: s\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: multipart/alternative; boundary=b\r\n\r\n"
+        "--b\r\nContent-Type: text/plain\r\n\r\nplain, no link\r\n"
+        "--b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: "
+        "quoted-printable\r\n\r\n"
+        "<p><a href=3D\"https://shop.example/sale?a=3D1&amp;b=3D2#top\">sale</a>\r\n"
+        "<a href=3D\"mailto:x@shop.example\">m</a></p></body>\r\n"
+        "--b--\r\n";
+
+    (void)state;
+    buf_init(&out, 256);
+    buf_init(&html, 256);
+    buf_init(&tok, 256);
+    buf_init(&why, 64);
+    buf_init(&keytext, 64);
+    buf_init(&ch.added, 256);
+    buf_init(&ch.sigs, 256);
+    buf_init(&ch.body, 0);
+    smtpapi_init(&o);
+    o.filters.clicktrack.enable = 1;
+    o.filters.opentrack.enable = 1;
+    open_fx(&fx, "", 1);
+    add_key(&fx);
+    buf_puts(&keytext, key_text);
+    keys = token_keys_from_text(keytext.data, keytext.len, &why);
+    assert_non_null(keys);
+    assert_int_equal(pipeline_per_recipient(fx.p, &c, msg, strlen(msg)), 1);
+    assert_int_equal(pipeline_personalise(fx.p, &c, msg, strlen(msg), &out, &nsig, &why),
+                     0);
+    assert_int_equal(nsig, 1);
+    html_of(&out, &html);
+    assert_true(first_token(html.data, "href=\"https://t.example.net/sg/c/", &tok));
+    assert_int_equal(token_decode(keys, tok.data, tok.len, &t, &why), 0);
+    assert_int_equal(t.purpose, TOKEN_CLICK);
+    assert_string_equal(t.recipient, "Some.One@example.org");
+    assert_string_equal(t.message, "Q7");
+    assert_string_equal((char *)t.data, "https://shop.example/sale?a=1&b=2#top");
+    token_release(&t);
+    assert_non_null(strstr(html.data, "<a href=\"mailto:x@shop.example\">"));
+    assert_true(first_token(html.data, "<img src=\"https://t.example.net/sg/o/", &tok));
+    assert_int_equal(token_decode(keys, tok.data, tok.len, &t, &why), 0);
+    assert_int_equal(t.purpose, TOKEN_OPEN);
+    token_release(&t);
+    /* the plain part, the delimiters and the header as they were */
+    assert_non_null(strstr(out.data,
+                           "--b\r\nContent-Type: text/plain\r\n\r\nplain, no link\r\n"
+                           "--b\r\nContent-Type: text/html\r\n"));
+    assert_non_null(strstr(out.data, "</body>\r\n--b--\r\n"));
+    /* the milter's changes: the same rewrite of the body */
+    assert_int_equal(pipeline_changes(fx.p, &c, msg, strlen(msg), &ch, &why), 0);
+    assert_int_equal(ch.body_changed, 1);
+    {
+        struct buf whole;
+        buf_init(&whole, 256);
+        buf_puts(&whole, "Content-Type: multipart/alternative; boundary=b\r\n\r\n");
+        buf_append(&whole, ch.body.data, ch.body.len);
+        html_of(&whole, &html);
+        assert_true(first_token(html.data, "href=\"https://t.example.net/sg/c/", &tok));
+        buf_release(&whole);
+    }
+    /* nothing to track: no body change */
+    o.filters.clicktrack.enable = 0;
+    o.filters.opentrack.enable = 0;
+    assert_int_equal(pipeline_changes(fx.p, &c, msg, strlen(msg), &ch, &why), 0);
+    assert_int_equal(ch.body_changed, 0);
+    token_keys_free(keys);
+    close_fx(&fx);
+    buf_release(&out);
+    buf_release(&html);
+    buf_release(&tok);
+    buf_release(&why);
+    buf_release(&keytext);
+    buf_release(&ch.added);
+    buf_release(&ch.sigs);
+    buf_release(&ch.body);
 }
 
 /* pipeline_event: SendGrid's fields */
@@ -581,7 +714,8 @@ int main(void)
         cmocka_unit_test(test_personalise), cmocka_unit_test(test_existing),
         cmocka_unit_test(test_no_key),      cmocka_unit_test(test_sign),
         cmocka_unit_test(test_event),       cmocka_unit_test(test_bad_settings),
-        cmocka_unit_test(test_changes),     cmocka_unit_test(test_mark),
+        cmocka_unit_test(test_changes),     cmocka_unit_test(test_tracking),
+        cmocka_unit_test(test_mark),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
