@@ -332,6 +332,30 @@ static int link(struct links *k, const char *u, size_t ulen, size_t at, size_t l
     return 0;
 }
 
+/*
+ * fill_tags - the ASM and subscription tags in a link's URL replaced by the
+ * recipient's URLs (the link's own edit replaces the tags' in the text)
+ */
+static void fill_tags(struct links *k, struct buf *u)
+{
+    const char *tag[4] = {
+        TRACK_TAG_GROUP, TRACK_TAG_GLOBAL, TRACK_TAG_PREFS,
+        on(k->f->subscriptiontrack.enable) ? k->f->subscriptiontrack.replace : NULL};
+    const char *with[4] = {k->env->unsub_url, k->env->global_url, k->env->prefs_url,
+                           k->env->unsub_url};
+    struct edits ed = {NULL, 0, 0};
+
+    for (int i = 0; i < 4; i++)
+        find_tags(&ed, u->data, u->len, tag[i], with[i], with[i] ? strlen(with[i]) : 0);
+    if (ed.n) {
+        buf_reset(&k->ga);
+        apply(&ed, u->data, u->len, &k->ga);
+        buf_reset(u);
+        buf_append(u, k->ga.data, k->ga.len);
+    }
+    edits_free(&ed);
+}
+
 static int html_link(const struct html_link *l, void *ctx)
 {
     struct links *k = ctx;
@@ -341,6 +365,7 @@ static int html_link(const struct html_link *l, void *ctx)
         return 0;
     }
     target(l->value, &k->url);
+    fill_tags(k, &k->url);
     return link(k, k->url.data, k->url.len, l->start, l->len, l->quote);
 }
 
@@ -431,24 +456,75 @@ int track_html(const struct smtpapi_filters *f, const struct track_env *env,
         pixel(env, &tail);
         n->pixel = 1;
     }
-    rc = finish(&ed, &tail, doc.body_end >= 0 ? (size_t)doc.body_end : len, text, len,
-                out);
+    size_t at = doc.body_end >= 0 ? (size_t)doc.body_end : len;
+    if (doc.body_end < 0 && len >= 2 && text[len - 2] == '\r' && text[len - 1] == '\n')
+        at = len - 2; /* the part keeps its last line end */
+    rc = finish(&ed, &tail, at, text, len, out);
 out:
     links_release(&k);
     edits_free(&ed);
     return rc;
 }
 
-/* url_end - the end of a bare URL starting at s: trailing punctuation out */
+/*
+ * utf8_at - the code point of the UTF-8 sequence at t[i] (and its length in
+ * *n), or -1 for a byte that starts none
+ */
+static long utf8_at(const char *t, size_t i, size_t len, size_t *n)
+{
+    const unsigned char *u = (const unsigned char *)t + i;
+    size_t need = u[0] < 0x80    ? 1
+                  : u[0] >= 0xf0 ? 4
+                  : u[0] >= 0xe0 ? 3
+                  : u[0] >= 0xc2 ? 2
+                                 : 0;
+    long cp;
+
+    if (need == 0 || i + need > len)
+        return -1;
+    cp = need == 1 ? u[0] : u[0] & (0x3f >> (need - 1));
+    for (size_t k = 1; k < need; k++) {
+        if ((u[k] & 0xc0) != 0x80)
+            return -1;
+        cp = cp << 6 | (u[k] & 0x3f);
+    }
+    *n = need;
+    return cp;
+}
+
+/* uspace - Unicode white space that ends a bare URL (no-break and CJK spaces) */
+static int uspace(long cp)
+{
+    return cp == 0xa0 || (cp >= 0x2000 && cp <= 0x200b) || cp == 0x202f || cp == 0x205f ||
+           cp == 0x3000 || cp == 0xfeff;
+}
+
+/* upunct - Unicode punctuation left out at a bare URL's end (letters stay) */
+static int upunct(long cp)
+{
+    return (cp >= 0xa1 && cp <= 0xbf) || (cp >= 0x2010 && cp <= 0x205e) ||
+           (cp >= 0x3001 && cp <= 0x303f) || (cp >= 0xff01 && cp <= 0xff0f) ||
+           (cp >= 0xff1a && cp <= 0xff20) || (cp >= 0xff3b && cp <= 0xff40) ||
+           (cp >= 0xff5b && cp <= 0xff65);
+}
+
+/*
+ * url_end - the end of a bare URL starting at s: it stops at white space
+ * (Unicode's too) and markup, and trailing punctuation (Unicode's too, an
+ * unbalanced ')') is left out
+ */
 static size_t url_end(const char *t, size_t s, size_t len)
 {
-    size_t e = s, open = 0, close = 0;
+    size_t e = s, open = 0, close = 0, n = 1;
 
     while (e < len) {
         unsigned char c = (unsigned char)t[e];
         if (c <= ' ' || c == '<' || c == '>' || c == '"' || c == 0x7f)
             break;
-        e++;
+        long cp = c < 0x80 ? c : utf8_at(t, e, len, &n);
+        if (c >= 0x80 && cp >= 0 && uspace(cp))
+            break;
+        e += c < 0x80 || cp < 0 ? 1 : n;
     }
     for (size_t i = s; i < e; i++)
         open += t[i] == '(', close += t[i] == ')';
@@ -457,9 +533,16 @@ static size_t url_end(const char *t, size_t s, size_t len)
         if (strchr(".,;:!?'*", c) || (c == ')' && close > open)) {
             close -= c == ')';
             e--;
-        } else {
-            break;
+            continue;
         }
+        /* the last whole UTF-8 character, when it is punctuation */
+        size_t b = e - 1;
+        while (b > s && ((unsigned char)t[b] & 0xc0) == 0x80)
+            b--;
+        long cp = (unsigned char)t[b] >= 0x80 ? utf8_at(t, b, e, &n) : -1;
+        if (cp < 0 || b + n != e || !upunct(cp))
+            break;
+        e = b;
     }
     return e;
 }
