@@ -4,7 +4,7 @@
 #   smtp-source sends N (2000) messages of SIZE (4096) body bytes over
 #   SESSIONS (20) parallel sessions into one private Postfix on loopback
 #   (tests/postfix.sh), which relays them to one counting smtp-sink
-#   (SINK_STORE=no).  Four configurations, the same main.cf apart from
+#   (SINK_STORE=no).  Five configurations, the same main.cf apart from
 #   smtpd_milters:
 #     (1) nomilter  Postfix alone;
 #     (2) supp      sgmilter, suppression checks only: a store with SUPP
@@ -19,9 +19,14 @@
 #                   List-Unsubscribe, List-Unsubscribe-Post and a DKIM
 #                   signature, and loses X-SMTPAPI;
 #     (4) opendkim  Debian's opendkim (Mode s, rsa-sha256, relaxed/relaxed),
-#                   signing with the very key file of (3).
+#                   signing with the very key file of (3);
+#     (5) track     sgmilter as in (3) with tracking on (issue "Tracking"):
+#                   the message is multipart/alternative, its HTML part
+#                   with 10 links, and X-SMTPAPI turns on clicktrack and
+#                   opentrack: every link becomes a click token's URL, the
+#                   pixel goes in, the body is replaced (SMFIR_REPLBODY).
 #   Bars: (2)/(1) >= 0.90, (3)/(1) >= 0.70 (on these machines about 1.5x
-#   OpenDKIM's rate; (3)/(4) is printed), sgmilter's peak resident memory
+#   OpenDKIM's rate; (3)/(4) is printed), (5)/(1) >= 0.60, sgmilter's peak resident memory
 #   (VmHWM in /proc/PID/status, read after every run; the bar holds the
 #   one after the last) <= 64 MiB.
 # What is timed: from the start of smtp-source until the sink has counted all
@@ -42,7 +47,7 @@
 #   lines) with "smtp-source -s SESSIONS -m N -N -F FILE -f SENDER -t
 #   rcpt@example.org" (one connection per message, as without -d; -N makes
 #   every recipient distinct: 1rcpt@, 2rcpt@, ...; none is suppressed).
-# Rounds: ROUNDS (3) rounds, each running all four configurations in turn,
+# Rounds: ROUNDS (3) rounds, each running all five configurations in turn,
 #   the starting one rotating; per configuration the median msgs/s; the bars
 #   hold the ratios of those medians (each round's own ratios are printed).
 # Usage: tests/bench/run-milter-bench.sh   (as root; postfix, smtp-sink,
@@ -274,6 +279,23 @@ for name, d, extra in (("full", dom, api), ("plain", plain, "X-Filler: " + "f" *
            "Message-ID: <bench-%s@%s>\nMIME-Version: 1.0\n"
            "Content-Type: text/plain; charset=us-ascii\n%s\n\n") % (d, name, d, extra)
     open("%s/msg-%s" % (work, name), "w").write(hdr + body)
+# msg-track: about the same size, a text part and an HTML part with 10 links
+links = "".join('<p><a href="https://%s/item/%d?ref=news&amp;n=%d">Item %d</a></p>\n'
+                % (dom, i, i, i) for i in range(10))
+html = "<html><body>\n" + links
+while len(html) + len(line) + 30 <= size - 400:
+    html += "<p>" + line.strip() + "</p>\n"
+html += "</body></html>\n"
+track_api = ('X-SMTPAPI: {"asm_group_id": %s, "filters": {"clicktrack": {"settings": '
+             '{"enable": 1}}, "opentrack": {"settings": {"enable": 1}}}}' % gid)
+hdr = ("From: Bench News <news@%s>\nTo: <rcpt@example.org>\n"
+       "Subject: sendguard milter bench\n"
+       "Date: Mon, 23 Nov 2026 12:00:00 +0000\n"
+       "Message-ID: <bench-track@%s>\nMIME-Version: 1.0\n%s\n"
+       "Content-Type: multipart/alternative; boundary=\"bench\"\n\n") % (dom, dom, track_api)
+body_t = ("--bench\nContent-Type: text/plain; charset=us-ascii\n\nThe items: https://%s/items\n"
+          "--bench\nContent-Type: text/html; charset=us-ascii\n\n%s--bench--\n") % (dom, html)
+open("%s/msg-track" % work, "w").write(hdr + body_t)
 EOF
 
 # --- the milters ----------------------------------------------------------------
@@ -309,7 +331,7 @@ SINK_STORE=no sink_start "$work/sink" "$SINKPORT"
 COUNT_SINK=$SINK_DIR
 sink_start "$work/store-sink" "$STOREPORT"
 STORE_SINK=$SINK_DIR
-# everything but smtpd_milters is the same for all four configurations
+# everything but smtpd_milters is the same for all five configurations
 cat >"$work/pf-extra.cf" <<EOF
 milter_protocol = 6
 milter_default_action = tempfail
@@ -324,19 +346,20 @@ QDIRS="$PF_QUEUE/maildrop,$PF_QUEUE/incoming,$PF_QUEUE/active,$PF_QUEUE/deferred
 milters_of() {
     case $1 in
     nomilter) echo "" ;;
-    supp | full) milter_addr sgmilter ;;
+    supp | full | track) milter_addr sgmilter ;;
     opendkim) milter_addr opendkim ;;
     esac
 }
-msg_of() { case $1 in supp) echo "$work/msg-plain" ;; *) echo "$work/msg-full" ;; esac; }
+msg_of() { case $1 in supp) echo "$work/msg-plain" ;; track) echo "$work/msg-track" ;; *) echo "$work/msg-full" ;; esac; }
 sender_of() { case $1 in supp) echo "news@$PLAIN" ;; *) echo "news@$DOMAIN" ;; esac; }
-pid_of() { case $1 in supp | full) echo "$MILTER_PID" ;; opendkim) echo "$OPENDKIM_PID" ;; *) echo "" ;; esac; }
+pid_of() { case $1 in supp | full | track) echo "$MILTER_PID" ;; opendkim) echo "$OPENDKIM_PID" ;; *) echo "" ;; esac; }
 label_of() {
     case $1 in
     nomilter) echo "(1) Postfix alone" ;;
     supp) echo "(2) sgmilter suppressions only" ;;
     full) echo "(3) sgmilter suppr.+unsub+DKIM" ;;
     opendkim) echo "(4) OpenDKIM rsa-2048" ;;
+    track) echo "(5) sgmilter (3) + tracking" ;;
     esac
 }
 
@@ -403,7 +426,7 @@ EOF
         [ "$_rcpts" = "gone@sample.test probe@sample.test " ] || _bad="$_bad; recipients '$_rcpts' (no suppression expected)"
         has X-SMTPAPI || _bad="$_bad; X-SMTPAPI removed"
         ! has List-Unsubscribe || _bad="$_bad; has List-Unsubscribe" ;;
-    supp | full)
+    supp | full | track)
         [ "$_rcpts" = "probe@sample.test " ] || _bad="$_bad; recipients '$_rcpts' (gone@ should be suppressed)"
         ! has X-SMTPAPI || _bad="$_bad; X-SMTPAPI left" ;;
     esac
@@ -411,7 +434,7 @@ EOF
     nomilter | supp)
         ! has DKIM-Signature || _bad="$_bad; has a DKIM-Signature"
         ! has List-Unsubscribe || _bad="$_bad; has List-Unsubscribe" ;;
-    full | opendkim)
+    full | opendkim | track)
         [ "$(printf '%s\n' "$_hdr" | grep -ci '^DKIM-Signature:')" -eq 1 ] || _bad="$_bad; not one DKIM-Signature"
         printf '%s\n' "$_hdr" | sed -n '/^DKIM-Signature:/,/^[^ 	]/p' | tr -d ' \t\n' |
             grep -q "a=rsa-sha256;" || _bad="$_bad; the signature is not a=rsa-sha256"
@@ -419,9 +442,14 @@ EOF
             _bad="$_bad; the signature does not verify with $KEY: $(cat "$work/probe.verify")"
         fi ;;
     esac
-    if [ "$_c" = full ]; then
+    if [ "$_c" = full ] || [ "$_c" = track ]; then
         has List-Unsubscribe || _bad="$_bad; no List-Unsubscribe"
         has List-Unsubscribe-Post || _bad="$_bad; no List-Unsubscribe-Post"
+    fi
+    if [ "$_c" = track ]; then
+        [ "$(grep -c 'href="https://t.example.net/c/' "$work/probe.eml")" -eq 10 ] ||
+            _bad="$_bad; not 10 links through the tracker"
+        grep -q '<img src="https://t.example.net/o/' "$work/probe.eml" || _bad="$_bad; no pixel"
     fi
     if [ -n "$_bad" ]; then
         cp "$work/probe.eml" "$work/probe-failed-$_c.eml"
@@ -473,11 +501,11 @@ run() {
     _got=$(sed -n 's/.*msgs=\([0-9]*\).*/\1/p' "$work/run.out")
     [ "$_got" -eq "$N" ] || die "the $_c run (round $2): the sink counted $_got, not $N"
     _want=0
-    case $_c in supp | full) _want=$N ;; esac
+    case $_c in supp | full | track) _want=$N ;; esac
     [ $((_ev1 - _ev0)) -eq "$_want" ] ||
         die "the $_c run (round $2): sgmilter recorded $((_ev1 - _ev0)) processed events, not $_want"
-    [ "$_c" != full ] || [ $((_gev1 - _gev0)) -eq "$N" ] ||
-        die "the full run (round $2): $((_gev1 - _gev0)) processed events name group $GID, not $N"
+    { [ "$_c" != full ] && [ "$_c" != track ]; } || [ $((_gev1 - _gev0)) -eq "$N" ] ||
+        die "the $_c run (round $2): $((_gev1 - _gev0)) processed events name group $GID, not $N"
     _rate=$(echo "scale=1; $N / $_s" | bc -l)
     _acc=$(printf "%.3f" "$(echo "$(cat "$work/source.end") - $_t0" | bc -l)")
     # milter CPU per message, ms (clock ticks are 1/CLK_TCK s)
@@ -511,14 +539,14 @@ echo "# postfix: default_process_limit=$(pf_postconf -h default_process_limit)" 
     "milter_default_action=$(pf_postconf -h milter_default_action)"
 echo "# timed: smtp-source start .. sink counted N and the queue is empty; $ROUNDS round(s)"
 
-CONFIGS="nomilter supp full opendkim"
+CONFIGS="nomilter supp full opendkim track"
 : >"$work/results"
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
     # the starting configuration rotates from round to round
     # shellcheck disable=SC2086  # a list of words
     set -- $CONFIGS
-    k=$(( (r - 1) % 4 ))
+    k=$(( (r - 1) % 5 ))
     while [ "$k" -gt 0 ]; do
         first=$1
         shift
@@ -541,9 +569,11 @@ m1=$(med_of nomilter)
 m2=$(med_of supp)
 m3=$(med_of full)
 m4=$(med_of opendkim)
+m5=$(med_of track)
 r21=$(ratio "$m2" "$m1")
 r31=$(ratio "$m3" "$m1")
 r34=$(ratio "$m3" "$m4")
+r51=$(ratio "$m5" "$m1")
 
 echo "#"
 printf '# %-32s %s  %8s  %s\n' "configuration" "$(r=1; sep=; while [ "$r" -le "$ROUNDS" ]; do
@@ -553,14 +583,15 @@ for c in $CONFIGS; do
     cm=$(cpu_med_of "$c")
     printf '# %-32s %s  %8s  %s\n' "$(label_of "$c")" "$(rounds_of "$c")" "$(med_of "$c")" "${cm:--}"
 done
-echo "# per-round ratios (supp/nomilter full/nomilter full/opendkim):"
+echo "# per-round ratios (supp/nomilter full/nomilter full/opendkim track/nomilter):"
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
     a=$(awk -v r="$r" '$1 == r && $2 == "nomilter" { print $4 }' "$work/results")
     b=$(awk -v r="$r" '$1 == r && $2 == "supp" { print $4 }' "$work/results")
     c=$(awk -v r="$r" '$1 == r && $2 == "full" { print $4 }' "$work/results")
     d=$(awk -v r="$r" '$1 == r && $2 == "opendkim" { print $4 }' "$work/results")
-    echo "#   round $r: $(ratio "$b" "$a") $(ratio "$c" "$a") $(ratio "$c" "$d")"
+    e=$(awk -v r="$r" '$1 == r && $2 == "track" { print $4 }' "$work/results")
+    echo "#   round $r: $(ratio "$b" "$a") $(ratio "$c" "$a") $(ratio "$c" "$d") $(ratio "$e" "$a")"
     r=$((r + 1))
 done
 echo "# sgmilter log: $(wc -l <"$work/sgmilter.log") lines, $(grep -ci 'error\|warn\|fatal' "$work/sgmilter.log" || true) with error/warning"
@@ -568,8 +599,8 @@ grep -i 'error\|warn\|fatal' "$work/sgmilter.log" | head -5 | sed 's/^/#   /' ||
 echo "# postfix log: $(grep -c 'status=sent' "$PF_LOG" || true) sent," \
     "$(grep -c 'status=deferred' "$PF_LOG" || true) deferred," \
     "$(grep -c 'warning:.*milter' "$PF_LOG" || true) milter warnings"
-echo "msgs_per_s_median nomilter=$m1 supp=$m2 full=$m3 opendkim=$m4 rounds=$ROUNDS n=$N sessions=$SESSIONS size=$SIZE"
-echo "ratio supp/nomilter=$r21 full/nomilter=$r31 full/opendkim=$r34"
+echo "msgs_per_s_median nomilter=$m1 supp=$m2 full=$m3 opendkim=$m4 track=$m5 rounds=$ROUNDS n=$N sessions=$SESSIONS size=$SIZE"
+echo "ratio supp/nomilter=$r21 full/nomilter=$r31 full/opendkim=$r34 track/nomilter=$r51"
 echo "sgmilter_vmhwm_kib=$HWM sgmilter_vmrss_kib=$RSS opendkim_vmhwm_kib=$OD_HWM"
 
 fail=0
@@ -579,6 +610,9 @@ echo "bar_supp_ratio_ge_0.90=$v"
 v=PASS
 [ "$(echo "$r31 >= 0.70" | bc -l)" = 1 ] || { v=FAIL; fail=1; }
 echo "bar_full_ratio_ge_0.70=$v"
+v=PASS
+[ "$(echo "$r51 >= 0.60" | bc -l)" = 1 ] || { v=FAIL; fail=1; }
+echo "bar_track_ratio_ge_0.60=$v"
 v=PASS
 [ "$HWM" -le 65536 ] || { v=FAIL; fail=1; }
 echo "bar_sgmilter_vmhwm_le_64MiB=$v"
