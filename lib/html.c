@@ -121,11 +121,7 @@ static size_t char_ref(const char *v, size_t len, struct buf *out)
         int big = 0;
         for (; k < len; k++) {
             int c = (unsigned char)v[k], dv;
-            if (c >= '0' && c <= '9')
-                dv = c - '0';
-            else if (hex && lower(c) >= 'a' && lower(c) <= 'f')
-                dv = lower(c) - 'a' + 10;
-            else
+            if ((dv = buf_hex_digit(c)) < 0 || (!hex && dv > 9))
                 break;
             if (cp > 0x10ffff)
                 big = 1;

@@ -71,14 +71,6 @@ static void parse_type(const char *v, size_t len, char *type, size_t tn, char *s
     }
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = lower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /*
  * param_value - the value at i (a quoted string or a token) into out; the
  * index after it
@@ -112,10 +104,10 @@ static void rfc2231_decode(const char *s, size_t len, int first, struct buf *out
             i = (size_t)(q2 + 1 - s);
     }
     for (; i < len; i++) {
-        if (s[i] == '%' && i + 2 < len && hexval((unsigned char)s[i + 1]) >= 0 &&
-            hexval((unsigned char)s[i + 2]) >= 0) {
-            buf_putc(out, hexval((unsigned char)s[i + 1]) * 16 +
-                              hexval((unsigned char)s[i + 2]));
+        if (s[i] == '%' && i + 2 < len && buf_hex_digit((unsigned char)s[i + 1]) >= 0 &&
+            buf_hex_digit((unsigned char)s[i + 2]) >= 0) {
+            buf_putc(out, buf_hex_digit((unsigned char)s[i + 1]) * 16 +
+                              buf_hex_digit((unsigned char)s[i + 2]));
             i += 2;
         } else {
             buf_putc(out, s[i]);
@@ -418,8 +410,8 @@ int mime_decode(enum mime_cte cte, const char *in, size_t len, struct buf *out)
             if ((i = r) >= len)
                 break;
             if (in[i] == '=') {
-                int h1 = i + 1 < len ? hexval((unsigned char)in[i + 1]) : -1;
-                int h2 = i + 2 < len ? hexval((unsigned char)in[i + 2]) : -1;
+                int h1 = i + 1 < len ? buf_hex_digit((unsigned char)in[i + 1]) : -1;
+                int h2 = i + 2 < len ? buf_hex_digit((unsigned char)in[i + 2]) : -1;
                 if (h1 >= 0 && h2 >= 0) {
                     *o++ = (char)(h1 * 16 + h2);
                     i += 3;
