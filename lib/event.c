@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "event.h"
+#include "fdio.h"
 #include "mymalloc.h"
 
 /* event_day - YYYY-MM-DD (UTC) of a time */
@@ -145,24 +146,6 @@ static int event_match(json_t *ev, const struct event_query *q)
     return 1;
 }
 
-/* read_file - a whole day file */
-static int read_file(const char *path, struct buf *out, struct buf *why)
-{
-    char chunk[65536];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n;
-
-    if (fd < 0)
-        return buf_error(why, "cannot open %s: %s", path, strerror(errno));
-    buf_reset(out);
-    while ((n = read(fd, chunk, sizeof(chunk))) > 0)
-        buf_append(out, chunk, (size_t)n);
-    close(fd);
-    if (n < 0)
-        return buf_error(why, "cannot read %s: %s", path, strerror(errno));
-    return 0;
-}
-
 /*
  * event_parse_line - one line as an event.  A write cut short (a full disk)
  * leaves a fragment that the next record is appended to: the fragment is
@@ -236,7 +219,7 @@ int event_query(const char *store_dir, const struct event_query *q, event_fn fn,
         char *end, *start;
 
         buf_setf(&path, "%s/%s", buf_str(&dirpath), days[i]);
-        if (read_file(buf_str(&path), &data, why) < 0) {
+        if (fd_read_file(buf_str(&path), &data, why) < 0) {
             rc = -1;
             break;
         }

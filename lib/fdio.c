@@ -4,6 +4,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "fdio.h"
@@ -37,4 +39,30 @@ int fd_write(int fd, const void *data, size_t len)
     struct iovec iov = {(void *)data, len};
 
     return fd_write_all(fd, &iov, 1);
+}
+
+/* fd_read_file - see fdio.h */
+int fd_read_file(const char *path, struct buf *out, struct buf *why)
+{
+    char chunk[65536];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0)
+        return buf_error(why, "cannot open %s: %s", path, strerror(errno));
+    buf_reset(out);
+    while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        buf_append(out, chunk, (size_t)n);
+    }
+    if (n < 0) {
+        buf_error(why, "cannot read %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
 }

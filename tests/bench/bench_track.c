@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "fdio.h"
 #include "mime.h"
 #include "token.h"
 #include "track.h"
@@ -117,9 +118,6 @@ static double rate(const struct buf *msg, mime_rewrite_fn fn, double seconds,
 int main(int argc, char **argv)
 {
     struct buf html, msg, why, keytext;
-    FILE *f;
-    char chunk[65536];
-    size_t n;
     struct track_count cnt;
     size_t out_len, recode_len;
 
@@ -128,14 +126,11 @@ int main(int argc, char **argv)
         return 2;
     }
     buf_init(&html, 65536);
-    if ((f = fopen(argv[1], "rb")) == NULL) {
-        perror(argv[1]);
+    buf_init(&why, 64);
+    if (fd_read_file(argv[1], &html, &why) < 0) {
+        fprintf(stderr, "bench_track: %s\n", buf_str(&why));
         return 2;
     }
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        buf_append(&html, chunk, n);
-    fclose(f);
-    buf_init(&why, 64);
     buf_init(&keytext, 128);
     token_key_line(1, &keytext);
     if ((keys = token_keys_from_text(keytext.data, keytext.len, &why)) == NULL) {

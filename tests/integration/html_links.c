@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "fdio.h"
 #include "html.h"
 
 /*
@@ -131,25 +132,21 @@ static int print_link(const struct html_link *l, void *ctx)
 
 int main(int argc, char **argv)
 {
-    FILE *f;
-    struct buf in;
-    char chunk[65536];
-    size_t n;
+    struct buf in, why;
     struct html_doc doc;
 
     if (argc != 2) {
         fprintf(stderr, "usage: html_links FILE\n");
         return 2;
     }
-    if ((f = fopen(argv[1], "rb")) == NULL) {
-        perror(argv[1]);
+    buf_init(&in, 65536);
+    buf_init(&why, 64);
+    if (fd_read_file(argv[1], &in, &why) < 0) {
+        fprintf(stderr, "html_links: %s\n", buf_str(&why));
         return 2;
     }
-    buf_init(&in, 65536);
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        buf_append(&in, chunk, n);
-    fclose(f);
     html_links(in.data, in.len, print_link, in.data, &doc);
     buf_release(&in);
+    buf_release(&why);
     return 0;
 }

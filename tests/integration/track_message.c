@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "fdio.h"
 #include "header.h"
 #include "pipeline.h"
 #include "store.h"
@@ -31,9 +32,6 @@ int main(int argc, char **argv)
     struct pipeline *p;
     struct smtpapi_opts opts;
     struct pipeline_copy c;
-    char chunk[65536];
-    size_t n;
-    FILE *f;
     int rc = 1;
 
     if (argc != 4 && argc != 5) {
@@ -44,13 +42,10 @@ int main(int argc, char **argv)
     buf_init(&canon, 65536);
     buf_init(&out, 65536);
     buf_init(&why, 128);
-    if ((f = fopen(argv[2], "rb")) == NULL) {
-        perror(argv[2]);
+    if (fd_read_file(argv[2], &in, &why) < 0) {
+        fprintf(stderr, "track_message: %s\n", buf_str(&why));
         return 2;
     }
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        buf_append(&in, chunk, n);
-    fclose(f);
     header_canonical(in.data, in.len, &canon);
     if ((conf = conf_load(argv[1], &why)) == NULL ||
         (st = store_open(conf_string(conf, "store.path"), STORE_READ, &why)) == NULL) {
