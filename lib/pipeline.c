@@ -395,14 +395,15 @@ static int rewrite_part(const struct mime_part *part, const struct buf *dec,
 /*
  * track_copy - the copy's text parts with its tracking filters applied (its
  * links through the tracker, the pixel, the footers: lib/track), msg
- * rewritten in place; 0, or -1 with why
+ * rewritten in place, and whether that changed it to *changed; 0, or -1
+ * with why
  */
 static int track_copy(struct pipeline *p, const struct pipeline_copy *c, struct buf *msg,
-                      struct buf *why)
+                      int *changed, struct buf *why)
 {
     struct copy_urls u;
     struct buf rcpt, err, out;
-    int changed = 0, rc = -1;
+    int rc = -1;
 
     if (p->keys == NULL)
         return buf_error(why, "no tracking token key: %s", buf_str(&p->keys_why));
@@ -433,11 +434,12 @@ static int track_copy(struct pipeline *p, const struct pipeline_copy *c, struct 
     u.env.open_url = u.open.data;
     u.env.click = click_url;
     u.env.ctx = &u;
-    if (mime_rewrite(msg->data, msg->len, rewrite_part, &u, &out, &changed, why) < 0)
+    if (mime_rewrite(msg->data, msg->len, rewrite_part, &u, &out, changed, why) < 0)
         goto out;
-    if (changed) {
-        buf_reset(msg);
-        buf_append(msg, out.data, out.len);
+    if (*changed) { /* the rewrite becomes msg, msg's storage is released below */
+        struct buf was = *msg;
+        *msg = out;
+        out = was;
     }
     rc = 0;
 out:
@@ -454,12 +456,14 @@ out:
 /*
  * build - the copy before signing into out (emptied first): the header
  * without X-SMTPAPI (and without the application's unsubscribe fields when
- * ours replace them), our fields, the body; our fields also to added (if
- * not NULL), and whether the application's were left out to *drop_own
+ * ours replace them), our fields, the body (rewritten by the tracking
+ * filters); our fields also to added (if not NULL), whether the
+ * application's were left out to *drop_own, whether tracking changed the
+ * body to *body_changed
  */
 static int build(struct pipeline *p, const struct pipeline_copy *c, const char *msg,
                  size_t len, struct buf *out, struct buf *added, int *drop_own,
-                 struct buf *why)
+                 int *body_changed, struct buf *why)
 {
     size_t body, hlen = header_split(msg, len, &body), pos = 0, mark;
     struct header_field f;
@@ -467,6 +471,7 @@ static int build(struct pipeline *p, const struct pipeline_copy *c, const char *
 
     buf_reset(out);
     *drop_own = 0;
+    *body_changed = 0;
     if (add && p->keep_existing) {
         own = header_find(msg, hlen, "List-Unsubscribe", &f);
         add = !own;
@@ -487,7 +492,7 @@ static int build(struct pipeline *p, const struct pipeline_copy *c, const char *
     if (added)
         buf_append(added, out->data + mark, out->len - mark);
     buf_append(out, msg + hlen, len - hlen);
-    return tracking(c) ? track_copy(p, c, out, why) : 0;
+    return tracking(c) ? track_copy(p, c, out, body_changed, why) : 0;
 }
 
 /* pipeline_personalise - see pipeline.h */
@@ -496,11 +501,11 @@ int pipeline_personalise(struct pipeline *p, const struct pipeline_copy *c,
                          struct buf *why)
 {
     struct buf sigs;
-    int drop_own, rc;
+    int drop_own, body_changed, rc;
 
     if (signed_by)
         *signed_by = 0;
-    if (build(p, c, msg, len, out, NULL, &drop_own, why) < 0)
+    if (build(p, c, msg, len, out, NULL, &drop_own, &body_changed, why) < 0)
         return -1;
     buf_init(&sigs, 1024);
     if ((rc = sign(p, out->data, out->len, &sigs, signed_by, why)) == 0 && sigs.len > 0) {
@@ -523,20 +528,16 @@ int pipeline_changes(struct pipeline *p, const struct pipeline_copy *c, const ch
     buf_reset(&ch->sigs);
     ch->signed_by = 0;
     buf_init(&copy, len + 1024);
-    rc = build(p, c, msg, len, &copy, &ch->added, &ch->drop_own, why);
+    buf_reset(&ch->body);
+    rc = build(p, c, msg, len, &copy, &ch->added, &ch->drop_own, &ch->body_changed, why);
     if (rc == 0)
         rc = sign(p, copy.data, copy.len, &ch->sigs, &ch->signed_by, why);
-    buf_reset(&ch->body);
-    ch->body_changed = 0;
-    if (rc == 0 && tracking(c)) {
-        size_t cb, ob;
-        header_split(copy.data, copy.len, &cb);
-        header_split(msg, len, &ob);
-        if (copy.len - cb != len - ob ||
-            memcmp(copy.data + cb, msg + ob, len - ob) != 0) {
-            buf_append(&ch->body, copy.data + cb, copy.len - cb);
-            ch->body_changed = 1;
-        }
+    if (rc == 0 && ch->body_changed) {
+        size_t body;
+        header_split(copy.data, copy.len, &body);
+        buf_append(&ch->body, copy.data + body, copy.len - body);
+    } else {
+        ch->body_changed = 0;
     }
     buf_release(&copy);
     return rc;
