@@ -1148,6 +1148,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "sgmilter: %s\n", buf_str(&why));
         return EX_CONFIG;
     }
+    /* every thread but this one blocks SIGHUP, SIGTERM and SIGINT (see the
+     * top); blocked from before the socket listens, so that one sent as soon
+     * as the MTA can connect waits for the handler instead of killing us */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, &old);
     sock = conf_string(current->conf, "milter.socket");
     if ((server = mfe_listen(sock, &why)) == NULL) {
         fprintf(stderr, "sgmilter: %s\n", buf_str(&why));
@@ -1161,12 +1169,6 @@ int main(int argc, char **argv)
     write_pid(current->conf);
     if (pipe2(wake, O_CLOEXEC) < 0 || fcntl(wake[1], F_SETFL, O_NONBLOCK) < 0)
         msg_fatal("cannot make a pipe: %m");
-    /* every thread but this one blocks SIGHUP, SIGTERM and SIGINT (see the top) */
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGHUP);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &mask, &old);
     if (pthread_create(&th, NULL, serve, NULL) != 0)
         msg_fatal("cannot start the milter thread: %m");
     memset(&sa, 0, sizeof(sa));
