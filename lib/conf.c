@@ -51,6 +51,7 @@ struct conf_row {
     const char *def;            /* default as written in the file; NULL: none */
     long long min, max;         /* accepted range, when max > min */
     int required;               /* must be present (inside list elements) */
+    int scoped;                 /* per tenant: also in tenants' elements */
     const struct conf_row *sub; /* CONF_GROUPLIST: the table of each element */
     int (*check)(struct check *ck, const config_setting_t *s); /* further rules */
     const char *doc;                                           /* one line */
@@ -64,11 +65,63 @@ static int check_on_error(struct check *ck, const config_setting_t *s);
 static int check_invalid_smtpapi(struct check *ck, const config_setting_t *s);
 static int check_all_dropped(struct check *ck, const config_setting_t *s);
 
+/*
+ * The settings a tenant may have of its own (conf_tenant_string and
+ * conf_tenant_bool): in the file's top level they are every tenant's
+ * default, in an element of "tenants" that tenant's value.  The tracking
+ * filters carry X-SMTPAPI's names, which override them per message.
+ */
+#define SCOPED_BOOL(p, d, text)                                                          \
+    {                                                                                    \
+        .path = p, .type = CONF_BOOL, .def = d, .scoped = 1, .doc = text                 \
+    }
+#define SCOPED_STRING(p, d, text)                                                        \
+    {                                                                                    \
+        .path = p, .type = CONF_STRING, .def = d, .scoped = 1, .doc = text               \
+    }
+#define SCOPED_ROWS                                                                      \
+    SCOPED_BOOL("tracking.clicktrack.enable", "false",                                   \
+                "links in HTML through the tracker"),                                    \
+        SCOPED_BOOL("tracking.clicktrack.enable_text", "false",                          \
+                    "bare URLs in plain text too"),                                      \
+        SCOPED_BOOL("tracking.opentrack.enable", "false", "the open pixel"),             \
+        SCOPED_STRING("tracking.opentrack.replace", "", "the tag the pixel replaces"),   \
+        SCOPED_BOOL("tracking.subscriptiontrack.enable", "false",                        \
+                    "the unsubscribe footer"),                                           \
+        SCOPED_STRING("tracking.subscriptiontrack.text_html", "",                        \
+                      "its HTML (<% words %> the link); empty: the hosted services'"),   \
+        SCOPED_STRING("tracking.subscriptiontrack.text_plain", "",                       \
+                      "its text (<% %> the URL); empty: the hosted services'"),          \
+        SCOPED_STRING("tracking.subscriptiontrack.replace", "",                          \
+                      "a tag replaced by the URL instead of a footer"),                  \
+        SCOPED_BOOL("tracking.footer.enable", "false", "a footer"),                      \
+        SCOPED_STRING("tracking.footer.text_html", "", "the footer in HTML parts"),      \
+        SCOPED_STRING("tracking.footer.text_plain", "", "the footer in text parts"),     \
+        SCOPED_BOOL("tracking.ganalytics.enable", "false", "utm_* on tracked links"),    \
+        SCOPED_STRING("tracking.ganalytics.utm_source", "", "utm_source"),               \
+        SCOPED_STRING("tracking.ganalytics.utm_medium", "", "utm_medium"),               \
+        SCOPED_STRING("tracking.ganalytics.utm_term", "", "utm_term"),                   \
+        SCOPED_STRING("tracking.ganalytics.utm_content", "", "utm_content"),             \
+        SCOPED_STRING("tracking.ganalytics.utm_campaign", "", "utm_campaign"),           \
+        SCOPED_STRING("pages.name", "",                                                  \
+                      "the sender's name on sgtrackd's pages; empty: the tenant's"),     \
+        SCOPED_STRING("pages.unsubscribe",                                               \
+                      "Stop sending {group} mail from {name} to {email}?",               \
+                      "the unsubscribe page's question"),                                \
+        SCOPED_STRING("pages.unsubscribed",                                              \
+                      "Done: {email} is unsubscribed from {group} mail from {name}.",    \
+                      "the page after unsubscribing"),                                   \
+        SCOPED_STRING("pages.preferences", "Choose the mail {name} sends to {email}.",   \
+                      "the preferences page's heading text"),                            \
+        SCOPED_STRING("pages.footer", "",                                                \
+                      "a line at the bottom of every page (an address)")
+
 /* Each element of "tenants". */
 static const struct conf_row tenant_table[] = {
     {.path = "name", .type = CONF_STRING, .required = 1, .doc = "the tenant's name"},
     {.path = "logins", .type = CONF_STRLIST, .doc = "SASL logins that belong to it"},
     {.path = "domains", .type = CONF_STRLIST, .doc = "sender and From domains"},
+    SCOPED_ROWS,
     {.path = NULL},
 };
 
@@ -196,6 +249,49 @@ static const struct conf_row conf_table[] = {
      .type = CONF_STRING,
      .def = "",
      .doc = "https base URL of sgtrackd (unsubscribe links); empty: https://DOMAIN"},
+    {.path = "tracker.listen",
+     .type = CONF_STRING,
+     .def = "127.0.0.1:8025",
+     .doc = "HOST:PORT sgtrackd listens on (behind the TLS reverse proxy)"},
+    {.path = "tracker.threads",
+     .type = CONF_INT,
+     .def = "0",
+     .min = 0,
+     .max = 256,
+     .doc = "sgtrackd's threads; 0: one per CPU"},
+    {.path = "tracker.max_connections",
+     .type = CONF_INT,
+     .def = "1000",
+     .min = 1,
+     .max = 100000,
+     .doc = "connections sgtrackd holds at once (more wait in the kernel's queue)"},
+    {.path = "tracker.max_request_size",
+     .type = CONF_SIZE,
+     .def = "16k",
+     .doc = "bytes of a request's line, header and body (more: 413 or 431)"},
+    {.path = "tracker.max_headers",
+     .type = CONF_INT,
+     .def = "64",
+     .min = 1,
+     .max = 10000,
+     .doc = "header fields of a request (more: 431)"},
+    {.path = "tracker.timeout",
+     .type = CONF_DURATION,
+     .def = "15s",
+     .doc = "a connection idle this long is closed (slow clients)"},
+    {.path = "tracker.trusted_proxies",
+     .type = CONF_STRLIST,
+     .def = NULL,
+     .doc =
+         "addresses whose X-Forwarded-For names the client; default 127.0.0.1 and ::1"},
+    {.path = "tracker.user",
+     .type = CONF_STRING,
+     .def = "",
+     .doc = "the user sgtrackd becomes after opening its socket; empty: stay"},
+    {.path = "tracker.pid_file",
+     .type = CONF_STRING,
+     .def = "/run/sendguard/sgtrackd.pid",
+     .doc = "sgtrackd's pid file; empty: none"},
     {.path = "unsubscribe.mailto",
      .type = CONF_STRING,
      .def = "",
@@ -266,6 +362,7 @@ static const struct conf_row conf_table[] = {
      .sub = tenant_table,
      .check = check_tenants,
      .doc = "SASL logins and domains of each tenant"},
+    SCOPED_ROWS,
     {.path = NULL},
 };
 
@@ -274,6 +371,7 @@ struct conf_tenant {
     const char *name;
     const config_setting_t *logins; /* NULL when absent */
     const config_setting_t *domains;
+    const config_setting_t *elem; /* the element of "tenants" */
 };
 
 struct conf {
@@ -970,6 +1068,7 @@ static void collect_tenants(struct conf *conf)
         t->name = config_setting_get_string(config_setting_get_member(e, "name"));
         t->logins = config_setting_get_member(e, "logins");
         t->domains = config_setting_get_member(e, "domains");
+        t->elem = e;
     }
 }
 
@@ -1102,6 +1201,42 @@ long long conf_duration(const struct conf *conf, const char *path)
 long long conf_size(const struct conf *conf, const char *path)
 {
     return number_value(conf, row_get(path, CONF_SIZE, "conf_size"));
+}
+
+/* scoped_lookup - a tenant's own setting of a scoped row, else the file's top level */
+static const config_setting_t *scoped_lookup(const struct conf *conf, const char *tenant,
+                                             const struct conf_row *row,
+                                             const char *getter)
+{
+    const config_setting_t *s;
+
+    if (!row->scoped)
+        msg_panic("%s: setting '%s' is not one a tenant may have", getter, row->path);
+    for (size_t i = 0; tenant && i < conf->ntenants; i++)
+        if (strcmp(conf->tenants[i].name, tenant) == 0 &&
+            (s = config_setting_lookup((config_setting_t *)conf->tenants[i].elem,
+                                       row->path)) != NULL)
+            return s;
+    return conf_lookup(conf, row->path);
+}
+
+/* conf_tenant_string - see conf.h */
+const char *conf_tenant_string(const struct conf *conf, const char *tenant,
+                               const char *path)
+{
+    const struct conf_row *row = row_get(path, CONF_STRING, "conf_tenant_string");
+    const config_setting_t *s = scoped_lookup(conf, tenant, row, "conf_tenant_string");
+
+    return s ? config_setting_get_string(s) : row->def;
+}
+
+/* conf_tenant_bool - see conf.h */
+int conf_tenant_bool(const struct conf *conf, const char *tenant, const char *path)
+{
+    const struct conf_row *row = row_get(path, CONF_BOOL, "conf_tenant_bool");
+    const config_setting_t *s = scoped_lookup(conf, tenant, row, "conf_tenant_bool");
+
+    return s ? config_setting_get_bool(s) : (int)row_default(row);
 }
 
 /* conf_setting - see conf.h */

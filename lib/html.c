@@ -690,3 +690,20 @@ int html_links(const char *html, size_t len, html_link_fn fn, void *ctx,
     buf_release(&s.aux);
     return rc;
 }
+
+/* html_escape - see html.h */
+void html_escape(const char *s, size_t len, int attr, struct buf *out)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '&')
+            buf_puts(out, "&amp;");
+        else if (s[i] == '<')
+            buf_puts(out, "&lt;");
+        else if (s[i] == '"' && attr)
+            buf_puts(out, "&quot;");
+        else if (s[i] == '>' && !attr)
+            buf_puts(out, "&gt;");
+        else
+            buf_putc(out, s[i]);
+    }
+}

@@ -63,4 +63,10 @@ int html_links(const char *html, size_t len, html_link_fn fn, void *ctx,
  */
 void html_decode_attr(const char *v, size_t len, struct buf *out);
 
+/*
+ * html_escape - len bytes of s appended to out as HTML text (& < > escaped),
+ * or with attr as the value of a double-quoted attribute (& < " escaped)
+ */
+void html_escape(const char *s, size_t len, int attr, struct buf *out);
+
 #endif

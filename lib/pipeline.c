@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "address.h"
@@ -181,6 +182,76 @@ int pipeline_options_field(const struct conf *conf, const char *value, size_t le
     return rc;
 }
 
+/* Where tracking.* lands in a message's filters. */
+static const struct scoped_flag {
+    const char *path;
+    size_t off;
+} scoped_flags[] = {
+    {"tracking.clicktrack.enable", offsetof(struct smtpapi_filters, clicktrack.enable)},
+    {"tracking.clicktrack.enable_text",
+     offsetof(struct smtpapi_filters, clicktrack.enable_text)},
+    {"tracking.opentrack.enable", offsetof(struct smtpapi_filters, opentrack.enable)},
+    {"tracking.subscriptiontrack.enable",
+     offsetof(struct smtpapi_filters, subscriptiontrack.enable)},
+    {"tracking.footer.enable", offsetof(struct smtpapi_filters, footer.enable)},
+    {"tracking.ganalytics.enable", offsetof(struct smtpapi_filters, ganalytics.enable)},
+};
+static const struct scoped_flag scoped_strings[] = {
+    {"tracking.opentrack.replace", offsetof(struct smtpapi_filters, opentrack.replace)},
+    {"tracking.subscriptiontrack.text_html",
+     offsetof(struct smtpapi_filters, subscriptiontrack.text_html)},
+    {"tracking.subscriptiontrack.text_plain",
+     offsetof(struct smtpapi_filters, subscriptiontrack.text_plain)},
+    {"tracking.subscriptiontrack.replace",
+     offsetof(struct smtpapi_filters, subscriptiontrack.replace)},
+    {"tracking.footer.text_html", offsetof(struct smtpapi_filters, footer.text_html)},
+    {"tracking.footer.text_plain", offsetof(struct smtpapi_filters, footer.text_plain)},
+    {"tracking.ganalytics.utm_source",
+     offsetof(struct smtpapi_filters, ganalytics.utm_source)},
+    {"tracking.ganalytics.utm_medium",
+     offsetof(struct smtpapi_filters, ganalytics.utm_medium)},
+    {"tracking.ganalytics.utm_term",
+     offsetof(struct smtpapi_filters, ganalytics.utm_term)},
+    {"tracking.ganalytics.utm_content",
+     offsetof(struct smtpapi_filters, ganalytics.utm_content)},
+    {"tracking.ganalytics.utm_campaign",
+     offsetof(struct smtpapi_filters, ganalytics.utm_campaign)},
+};
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* pipeline_tenant_options - see pipeline.h */
+void pipeline_tenant_options(const struct conf *conf, const char *tenant,
+                             struct smtpapi_opts *opts)
+{
+    struct smtpapi_opts base;
+    char *f;
+
+    smtpapi_init(&base);
+    f = (char *)&base.filters;
+    for (size_t i = 0; i < N_OF(scoped_flags); i++)
+        *(int *)(f + scoped_flags[i].off) =
+            conf_tenant_bool(conf, tenant, scoped_flags[i].path);
+    for (size_t i = 0; i < N_OF(scoped_strings); i++) {
+        const char *v = conf_tenant_string(conf, tenant, scoped_strings[i].path);
+        *(char **)(f + scoped_strings[i].off) = *v ? mystrdup(v) : NULL;
+    }
+    smtpapi_merge(&base, opts); /* the message's own settings win */
+    smtpapi_free(opts);
+    *opts = base;
+}
+
+/* tenant_tracks - does the tenant track by default (then bodies may change)? */
+static int tenant_tracks(const struct conf *conf, const char *tenant)
+{
+    for (size_t i = 0; i < N_OF(scoped_flags); i++)
+        if (scoped_flags[i].off != offsetof(struct smtpapi_filters, ganalytics.enable) &&
+            scoped_flags[i].off !=
+                offsetof(struct smtpapi_filters, clicktrack.enable_text) &&
+            conf_tenant_bool(conf, tenant, scoped_flags[i].path))
+            return 1;
+    return 0;
+}
+
 /* pipeline_decide - see pipeline.h */
 int pipeline_decide(struct pipeline *p, const char *tenant,
                     const struct smtpapi_opts *opts, const char *rcpt,
@@ -223,40 +294,131 @@ static int needs_unsubscribe(const struct pipeline_copy *c)
 }
 
 /* unsubscribe_fields - the two fields, each ending in CRLF */
+/*
+ * copy_meta - what the tracker's events need of the message (see
+ * pipeline_meta_parse) as compact JSON into out (emptied first); empty when
+ * the message has none of it
+ */
+static void copy_meta(const struct pipeline_copy *c, struct buf *out)
+{
+    const struct smtpapi_opts *o = c->opts;
+    json_t *m;
+    char *text;
+
+    buf_reset(out);
+    if (o == NULL ||
+        (o->n_categories == 0 && o->unique_args == NULL && o->n_groups_to_display == 0))
+        return;
+    m = json_object();
+    if (o->n_categories > 0) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < o->n_categories; i++)
+            json_array_append_new(a, json_string(o->categories[i]));
+        json_object_set_new(m, "c", a);
+    }
+    if (o->n_groups_to_display > 0) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < o->n_groups_to_display; i++)
+            json_array_append_new(a, json_integer(o->groups_to_display[i]));
+        json_object_set_new(m, "d", a);
+    }
+    if (o->unique_args != NULL) {
+        json_object_set(m, "a", o->unique_args);
+        text = json_dumps(m, JSON_COMPACT);
+        if (text != NULL && strlen(text) <= PIPELINE_META_MAX) {
+            buf_puts(out, text);
+            free(text);
+            json_decref(m);
+            return;
+        }
+        free(text);
+        json_object_del(m, "a"); /* too long: the processed event has them */
+    }
+    text = json_dumps(m, JSON_COMPACT);
+    if (text != NULL)
+        buf_puts(out, text);
+    free(text);
+    json_decref(m);
+}
+
+/*
+ * make_token - a token of the copy for rcpt (normalised) appended to out:
+ * its data the url part (a click's link) and, when meta is not NULL or
+ * empty and both fit, a NUL and meta; 0, or -1 with why
+ */
+static int make_token(struct pipeline *p, const struct pipeline_copy *c, const char *rcpt,
+                      enum token_purpose purpose, uint32_t group, const char *url,
+                      size_t url_len, const struct buf *meta, struct buf *out,
+                      struct buf *why)
+{
+    struct token t;
+    struct buf data, err;
+    int rc = 0;
+
+    buf_init(&data, url_len + (meta ? meta->len : 0) + 2);
+    buf_init(&err, 64);
+    buf_append(&data, url, url_len);
+    if (meta != NULL && meta->len > 0 && url_len + 1 + meta->len <= TOKEN_DATA_MAX) {
+        buf_putc(&data, 0);
+        buf_append(&data, meta->data, meta->len);
+    }
+    memset(&t, 0, sizeof(t));
+    t.purpose = purpose;
+    t.group = group;
+    t.tenant = (char *)c->tenant;
+    t.message = (char *)c->message;
+    t.recipient = (char *)rcpt;
+    t.data = (unsigned char *)data.data;
+    t.data_len = data.len;
+    if (token_encode(p->keys, &t, out, &err) < 0)
+        rc = buf_error(why, "cannot make a %s token: %s", token_purpose_name(purpose),
+                       buf_str(&err));
+    buf_release(&data);
+    buf_release(&err);
+    return rc;
+}
+
+/*
+ * unsubscribe_fields - List-Unsubscribe (the https URL's token with the
+ * message's metadata, the mailto's without: a local part must stay short)
+ * and List-Unsubscribe-Post for the copy, appended to out
+ */
 static int unsubscribe_fields(struct pipeline *p, const struct pipeline_copy *c,
                               struct buf *out, struct buf *why)
 {
-    struct token t;
-    struct buf tok, addr, err;
+    struct buf tok, mtok, addr, err, meta;
     int rc = 0;
 
     if (p->keys == NULL)
         return buf_error(why, "no unsubscribe token key: %s", buf_str(&p->keys_why));
     buf_init(&tok, 160);
+    buf_init(&mtok, 160);
     buf_init(&addr, 64);
     buf_init(&err, 64);
+    buf_init(&meta, 64);
     if (address_normalize(c->rcpt, &addr, &err) < 0) {
         rc = buf_error(why, "<%s>: %s", c->rcpt, buf_str(&err));
         goto out;
     }
-    memset(&t, 0, sizeof(t));
-    t.purpose = TOKEN_UNSUBSCRIBE;
-    t.group = c->group;
-    t.tenant = (char *)c->tenant;
-    t.message = (char *)c->message;
-    t.recipient = (char *)buf_str(&addr);
-    if (token_encode(p->keys, &t, &tok, &err) < 0) {
-        rc = buf_error(why, "cannot make the unsubscribe token: %s", buf_str(&err));
+    copy_meta(c, &meta);
+    if ((rc = make_token(p, c, buf_str(&addr), TOKEN_UNSUBSCRIBE, c->group, NULL, 0,
+                         &meta, &tok, why)) < 0)
         goto out;
-    }
+    if (meta.len == 0)
+        buf_set(&mtok, buf_str(&tok));
+    else if ((rc = make_token(p, c, buf_str(&addr), TOKEN_UNSUBSCRIBE, c->group, NULL, 0,
+                              NULL, &mtok, why)) < 0)
+        goto out;
     /* one URI per line: a token is over 100 characters */
     buf_printf(out, "List-Unsubscribe: <%s/u/%s>,\r\n <mailto:%s+%s@%s>\r\n", p->url_base,
-               buf_str(&tok), p->mailto_local, buf_str(&tok), p->mailto_domain);
+               buf_str(&tok), p->mailto_local, buf_str(&mtok), p->mailto_domain);
     buf_puts(out, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
 out:
     buf_release(&tok);
+    buf_release(&mtok);
     buf_release(&addr);
     buf_release(&err);
+    buf_release(&meta);
     return rc;
 }
 
@@ -339,6 +501,7 @@ struct copy_urls {
     struct track_env env;
     struct track_count n;
     struct buf unsub, global, prefs, open;
+    struct buf meta; /* copy_meta's */
 };
 
 /* url - p->url_base/KIND/TOKEN for the copy into out; 0 or -1 */
@@ -346,24 +509,9 @@ static int url(struct copy_urls *u, enum token_purpose purpose, uint32_t group,
                const char *data, size_t dlen, const char *kind, struct buf *out,
                struct buf *why)
 {
-    struct token t;
-    struct buf err;
-    int rc = 0;
-
-    memset(&t, 0, sizeof(t));
-    t.purpose = purpose;
-    t.group = group;
-    t.tenant = (char *)u->c->tenant;
-    t.message = (char *)u->c->message;
-    t.recipient = (char *)u->rcpt;
-    t.data = (unsigned char *)data;
-    t.data_len = dlen;
     buf_printf(out, "%s/%s/", u->p->url_base, kind);
-    buf_init(&err, 64);
-    if (token_encode(u->p->keys, &t, out, &err) < 0)
-        rc = buf_error(why, "cannot make a %s token: %s", kind, buf_str(&err));
-    buf_release(&err);
-    return rc;
+    return make_token(u->p, u->c, u->rcpt, purpose, group, data, dlen, &u->meta, out,
+                      why);
 }
 
 static int click_url(void *ctx, const char *link, size_t len, struct buf *out,
@@ -415,6 +563,8 @@ static int track_copy(struct pipeline *p, const struct pipeline_copy *c, struct 
     buf_init(&u.global, 160);
     buf_init(&u.prefs, 160);
     buf_init(&u.open, 160);
+    buf_init(&u.meta, 64);
+    copy_meta(c, &u.meta);
     if (address_normalize(c->rcpt, &rcpt, &err) < 0) {
         buf_error(why, "<%s>: %s", c->rcpt, buf_str(&err));
         goto out;
@@ -450,6 +600,7 @@ out:
     buf_release(&u.global);
     buf_release(&u.prefs);
     buf_release(&u.open);
+    buf_release(&u.meta);
     return rc;
 }
 
@@ -668,6 +819,8 @@ int pipeline_may_change(struct pipeline *p, const char *tenant, const char *from
     }
     if (default_group(p, tenant, &group, &err) < 0 || group != 0)
         goto out; /* the tenant's default group: unsubscribe headers */
+    if (tenant_tracks(p->conf, tenant))
+        goto out; /* tracking rewrites the body */
     rc = 0;
 out:
     buf_release(&dom);
@@ -705,6 +858,72 @@ static int reserved(const char *key)
         if (strcmp(*r, key) == 0)
             return 1;
     return 0;
+}
+
+/* pipeline_meta_parse - see pipeline.h */
+int pipeline_meta_parse(const unsigned char *data, size_t len, const char **url,
+                        size_t *url_len, struct smtpapi_opts *opts, struct buf *why)
+{
+    const unsigned char *nul = data ? memchr(data, 0, len) : NULL;
+    json_t *m, *v;
+    json_error_t err;
+    size_t i;
+    int rc = 0;
+
+    *url = (const char *)data;
+    *url_len = nul ? (size_t)(nul - data) : len;
+    if (nul == NULL)
+        return 0;
+    m = json_loadb((const char *)nul + 1, len - *url_len - 1, JSON_REJECT_DUPLICATES,
+                   &err);
+    if (!json_is_object(m)) {
+        json_decref(m);
+        return buf_error(why, "token metadata is not a JSON object");
+    }
+    if ((v = json_object_get(m, "c")) != NULL) {
+        if (!json_is_array(v) || json_array_size(v) > SMTPAPI_MAX_CATEGORIES) {
+            rc = buf_error(why, "token metadata: bad categories");
+            goto out;
+        }
+        opts->categories = mycalloc(json_array_size(v) + 1, sizeof(char *));
+        for (i = 0; i < json_array_size(v); i++) {
+            const char *c = json_string_value(json_array_get(v, i));
+            if (c == NULL) {
+                rc = buf_error(why, "token metadata: bad categories");
+                goto out;
+            }
+            opts->categories[opts->n_categories++] = mystrdup(c);
+        }
+    }
+    if ((v = json_object_get(m, "d")) != NULL) {
+        if (!json_is_array(v) || json_array_size(v) > SMTPAPI_MAX_GROUPS_TO_DISPLAY) {
+            rc = buf_error(why, "token metadata: bad groups to display");
+            goto out;
+        }
+        opts->groups_to_display = mycalloc(json_array_size(v) + 1, sizeof(long));
+        for (i = 0; i < json_array_size(v); i++) {
+            json_t *g = json_array_get(v, i);
+            if (!json_is_integer(g) || json_integer_value(g) <= 0 ||
+                json_integer_value(g) > UINT32_MAX) {
+                rc = buf_error(why, "token metadata: bad groups to display");
+                goto out;
+            }
+            opts->groups_to_display[opts->n_groups_to_display++] =
+                (long)json_integer_value(g);
+        }
+    }
+    if ((v = json_object_get(m, "a")) != NULL) {
+        if (!json_is_object(v)) {
+            rc = buf_error(why, "token metadata: bad unique_args");
+            goto out;
+        }
+        opts->unique_args = json_incref(v);
+    }
+out:
+    json_decref(m);
+    if (rc < 0)
+        smtpapi_free(opts);
+    return rc;
 }
 
 /* pipeline_event - see pipeline.h */

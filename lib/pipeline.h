@@ -67,6 +67,15 @@ int pipeline_options(const struct conf *conf, const char *msg, size_t len,
 int pipeline_options_field(const struct conf *conf, const char *value, size_t len,
                            struct smtpapi_opts *opts, struct buf *why);
 
+/*
+ * pipeline_tenant_options - the tenant's configured tracking filters
+ * (tracking.* in sendguard.conf, the tenant's own or the top level's) under
+ * opts: every filter setting opts leaves unset takes the tenant's value.
+ * Call it once the tenant is known, after pipeline_options.
+ */
+void pipeline_tenant_options(const struct conf *conf, const char *tenant,
+                             struct smtpapi_opts *opts);
+
 /* The decision for one recipient. */
 struct pipeline_decision {
     enum policy_action action;
@@ -175,6 +184,26 @@ int pipeline_mark(struct pipeline *p, const char *rcpt, int64_t now, struct buf 
  */
 int pipeline_mark_check(struct pipeline *p, const char *rcpt, const char *value,
                         size_t len, int64_t now);
+
+/*
+ * A token's data (lib/token) is the url part (a click's original link;
+ * empty for the other purposes), then, when the message has any, a NUL and
+ * what the tracker's events need of the message as compact JSON:
+ * {"c": [categories], "a": {unique_args}, "d": [asm_groups_to_display]},
+ * so that sgtrackd needs no per-message state.  unique_args whose JSON is
+ * over PIPELINE_META_MAX bytes are left out of it (the message's processed
+ * event has them); the mailto unsubscribe token carries none of it.
+ */
+#define PIPELINE_META_MAX 2000
+
+/*
+ * pipeline_meta_parse - split a token's data: *url and *url_len the url
+ * part, and the metadata, if any, into opts (smtpapi_init'ed by the caller:
+ * categories, unique_args, groups_to_display); 0, or -1 with why when the
+ * metadata is not what pipeline_personalise writes.
+ */
+int pipeline_meta_parse(const unsigned char *data, size_t len, const char **url,
+                        size_t *url_len, struct smtpapi_opts *opts, struct buf *why);
 
 /*
  * pipeline_event - what an event about this message carries besides the

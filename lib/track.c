@@ -122,23 +122,6 @@ static int find_tags(struct edits *ed, const char *text, size_t len, const char 
     return found;
 }
 
-/* html_escape - s as HTML text, or (attr) as a double-quoted attribute's value */
-static void html_escape(const char *s, size_t len, int attr, struct buf *out)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '&')
-            buf_puts(out, "&amp;");
-        else if (s[i] == '<')
-            buf_puts(out, "&lt;");
-        else if (s[i] == '"' && attr)
-            buf_puts(out, "&quot;");
-        else if (s[i] == '>' && !attr)
-            buf_puts(out, "&gt;");
-        else
-            buf_putc(out, s[i]);
-    }
-}
-
 /* pixel - the open pixel's img, appended */
 static void pixel(const struct track_env *env, struct buf *out)
 {

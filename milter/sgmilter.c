@@ -25,9 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +42,7 @@
 #include "address.h"
 #include "addrlist.h"
 #include "conf.h"
+#include "daemon.h"
 #include "event.h"
 #include "fdio.h"
 #include "header.h"
@@ -869,6 +868,7 @@ static mfe_stat decide(struct mfe_ctx *ctx, struct msgctx *m)
         smtpapi_free(&opts);
         smtpapi_init(&opts);
     }
+    pipeline_tenant_options(st->conf, tenant, &opts);
 
     /* every decision first: a store error changes nothing */
     d = mycalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*d));
@@ -992,39 +992,6 @@ static void SG_NORETURN usage(void)
 {
     fprintf(stderr, "usage: sgmilter [-c FILE] [-f]\n");
     exit(EX_USAGE);
-}
-
-/* drop_privileges - become milter.user, once the socket is open */
-static void drop_privileges(const struct conf *conf)
-{
-    const char *user = conf_string(conf, "milter.user");
-    struct passwd *pw;
-
-    if (*user == 0 || getuid() != 0)
-        return;
-    if ((pw = getpwnam(user)) == NULL)
-        msg_fatal("milter.user: no user %s", user);
-    /* a unix socket made as root becomes the user's (and its group's) */
-    if (strncmp(conf_string(conf, "milter.socket"), "unix:", 5) == 0 &&
-        chown(conf_string(conf, "milter.socket") + 5, pw->pw_uid, pw->pw_gid) < 0)
-        msg_warn("cannot give %s to %s: %m", conf_string(conf, "milter.socket") + 5,
-                 user);
-    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-        setuid(pw->pw_uid) < 0)
-        msg_fatal("cannot become %s: %m", user);
-}
-
-/* write_pid - the pid file, if one is configured */
-static void write_pid(const struct conf *conf)
-{
-    const char *path = conf_string(conf, "milter.pid_file");
-    FILE *f;
-
-    if (*path == 0)
-        return;
-    if ((f = fopen(path, "w")) == NULL || fprintf(f, "%ld\n", (long)getpid()) < 0 ||
-        fclose(f) != 0)
-        msg_warn("cannot write the pid file %s: %m", path);
 }
 
 /* reload - SIGHUP: a new state for the messages to come, or the old one kept */
@@ -1161,12 +1128,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "sgmilter: %s\n", buf_str(&why));
         return EX_UNAVAILABLE;
     }
-    drop_privileges(current->conf);
+    daemon_become("milter.user", conf_string(current->conf, "milter.user"),
+                  strncmp(sock, "unix:", 5) == 0 ? sock + 5 : NULL);
     if (!foreground && daemon(0, 0) < 0) {
         fprintf(stderr, "sgmilter: cannot become a daemon: %s\n", strerror(errno));
         return EX_OSERR;
     }
-    write_pid(current->conf);
+    daemon_write_pid(conf_string(current->conf, "milter.pid_file"));
     if (pipe2(wake, O_CLOEXEC) < 0 || fcntl(wake[1], F_SETFL, O_NONBLOCK) < 0)
         msg_fatal("cannot make a pipe: %m");
     if (pthread_create(&th, NULL, serve, NULL) != 0)

@@ -810,6 +810,8 @@ static void plan(struct relay *r, struct pipeline *pl, struct spool_entry *e,
         job_settle(j, OUT_FAILED, buf_str(&reply));
         goto out;
     }
+    if (pl)
+        pipeline_tenant_options(r->conf, e->env.tenant, opts);
     first_attempt(r, e, opts);
     if (pl && decide(r, pl, e, opts, groups, &why) < 0) {
         msg_warn("%s: %s; mail stays queued", e->id, buf_str(&why));

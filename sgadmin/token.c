@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sysexits.h>
@@ -154,7 +155,9 @@ static int cmd_decode(struct cli *c, int argc, char **argv)
     struct token_keys *keys;
     struct token t;
     struct buf why;
-    json_t *o;
+    json_t *o, *meta;
+    const unsigned char *nul;
+    size_t ulen;
 
     if ((rc = cli_parse(c, argc, argv, opts, &pos, &npos)) != 0)
         return rc;
@@ -179,8 +182,13 @@ static int cmd_decode(struct cli *c, int argc, char **argv)
                       t.message ? t.message : "", "recipient",
                       t.recipient ? t.recipient : "", "group", (json_int_t)t.group,
                       "created", (json_int_t)t.created);
-        if (t.data_len)
-            json_object_set_new(o, "data", json_stringn((char *)t.data, t.data_len));
+        /* the url part, and the message's metadata (pipeline.h) */
+        nul = t.data ? memchr(t.data, 0, t.data_len) : NULL;
+        ulen = nul ? (size_t)(nul - t.data) : t.data_len;
+        if (ulen)
+            json_object_set_new(o, "data", json_stringn((char *)t.data, ulen));
+        if (nul && (meta = json_loadb((char *)nul + 1, t.data_len - ulen - 1, 0, NULL)))
+            json_object_set_new(o, "meta", meta);
         if (c->json) {
             cli_print_json(o);
         } else {
@@ -189,8 +197,13 @@ static int cmd_decode(struct cli *c, int argc, char **argv)
                    token_purpose_name(t.purpose), t.tenant, t.message ? t.message : "",
                    t.recipient ? t.recipient : "", t.group,
                    cli_fmt_time(t.created, when));
-            if (t.data_len)
-                printf("data:      %.*s\n", (int)t.data_len, (char *)t.data);
+            if (ulen)
+                printf("data:      %.*s\n", (int)ulen, (char *)t.data);
+            if ((meta = json_object_get(o, "meta")) != NULL) {
+                char *text = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+                printf("meta:      %s\n", text ? text : "?");
+                free(text);
+            }
             json_decref(o);
         }
         token_release(&t);

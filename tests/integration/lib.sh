@@ -205,6 +205,38 @@ tracker = { url = "https://t.example.net"; };
 EOF
 }
 
+# start_trackd - "$SGTRACKD -c $CONF -f" in the background, its log
+# appended to $WORK/trackd.log, until its port $TPORT answers HTTP; its pid
+# in TRACKD_PID
+start_trackd() {
+    : "${SGTRACKD:?run through make check}"
+    "$SGTRACKD" -c "$CONF" -f >>"$WORK/trackd.log" 2>&1 &
+    TRACKD_PID=$!
+    for _ in $(seq 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$TPORT/" 2>/dev/null && return 0
+        kill -0 "$TRACKD_PID" 2>/dev/null || fail "sgtrackd did not start: $(cat "$WORK/trackd.log")"
+        sleep 0.1
+    done
+    fail "sgtrackd did not listen in 10 s"
+}
+
+# tracked_urls FILE - the tracker's URLs in a message (headers unfolded,
+# bodies decoded), one "KIND URL" per line, in order of appearance, the
+# base https://t.example.net (conf_common's tracker.url) replaced by
+# http://127.0.0.1:$TPORT, as the TLS proxy in front of sgtrackd would
+tracked_urls() {
+    $PY - "$1" "$TPORT" <<'PY'
+import email, email.policy, re, sys
+m = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=email.policy.compat32)
+text = "\n".join(re.sub(r"\r?\n[ \t]+", " ", str(v)) for k, v in m.items())
+for part in m.walk():
+    if not part.is_multipart():
+        text += "\n" + (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+for kind, tok in re.findall(r"https://t\.example\.net/([cuop])/([A-Za-z0-9_-]+)", text):
+    print(kind, "http://127.0.0.1:%s/%s/%s" % (sys.argv[2], kind, tok))
+PY
+}
+
 # start_milter - "${MILTER_BIN:-$SGMILTER} -c $CONF -f" in the background,
 # its log appended to $WORK/milter.log, until inet port $MPORT answers; its
 # pid in MILTER_PID

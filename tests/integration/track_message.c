@@ -3,7 +3,8 @@
  * recipient (pipeline_personalise: X-SMTPAPI options, unsubscribe fields,
  * the tracking rewrite, DKIM), as the relay and the milter make it, written
  * to standard output, for the rewriting tests to take apart with a MIME
- * parser of their own.  The message's id in its tokens is MESSAGE_ID.
+ * parser of their own (and the tracker's tests to follow its URLs).  The
+ * tenant's configured tracking settings apply under the message's own.  The message's id in its tokens is MESSAGE_ID.
  *
  *   track_message CONF FILE RCPT [TENANT]
  *
@@ -62,6 +63,7 @@ int main(int argc, char **argv)
         goto out;
     }
     c.tenant = argc == 5 ? argv[4] : "default";
+    pipeline_tenant_options(conf, c.tenant, &opts);
     c.message = MESSAGE_ID;
     c.rcpt = argv[3];
     c.group = opts.asm_group_id > 0 ? (uint32_t)opts.asm_group_id : 0;

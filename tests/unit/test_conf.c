@@ -463,6 +463,54 @@ static void test_tenant_for(void **state)
     conf_free(conf);
 }
 
+/* tracking and pages: a tenant's own, else the top level's, else the default */
+static void test_tenant_scoped(void **state)
+{
+    struct conf *conf =
+        load("tracking = { clicktrack = { enable = true; }; footer = { text_plain = "
+             "\"T\"; }; };\n"
+             "pages = { name = \"Top\"; };\n"
+             "tenants = (\n"
+             "  { name = \"acme\"; tracking = { clicktrack = { enable = false; };\n"
+             "      opentrack = { enable = true; }; }; pages = { footer = \"Acme Inc.\"; "
+             "}; },\n"
+             "  { name = \"beta\"; }\n"
+             ");\n");
+    struct conf *none = conf_defaults();
+    struct buf why;
+
+    (void)state;
+    assert_false(conf_tenant_bool(conf, "acme", "tracking.clicktrack.enable"));
+    assert_true(conf_tenant_bool(conf, "acme", "tracking.opentrack.enable"));
+    assert_true(conf_tenant_bool(conf, "beta", "tracking.clicktrack.enable"));
+    assert_false(conf_tenant_bool(conf, "beta", "tracking.opentrack.enable"));
+    assert_true(conf_tenant_bool(conf, "default", "tracking.clicktrack.enable"));
+    assert_true(conf_tenant_bool(conf, NULL, "tracking.clicktrack.enable"));
+    assert_true(conf_tenant_bool(conf, "nobody", "tracking.clicktrack.enable"));
+    assert_string_equal(conf_tenant_string(conf, "acme", "tracking.footer.text_plain"),
+                        "T");
+    assert_string_equal(conf_tenant_string(conf, "acme", "pages.name"), "Top");
+    assert_string_equal(conf_tenant_string(conf, "acme", "pages.footer"), "Acme Inc.");
+    assert_string_equal(conf_tenant_string(conf, "beta", "pages.footer"), "");
+    assert_string_equal(
+        conf_tenant_string(none, "acme", "pages.unsubscribe"),
+        "Stop sending {group} mail from {name} to {email}?");
+    assert_false(conf_tenant_bool(none, "acme", "tracking.ganalytics.enable"));
+    conf_free(conf);
+    conf_free(none);
+
+    /* inside a tenant, checked like the top level */
+    buf_init(&why, 64);
+    assert_null(conf_load(put("bad.conf",
+                              "tenants = ( { name = \"acme\";\n"
+                              "  tracking = { clicktrack = { enable = 1; }; }; } );\n"),
+                          &why));
+    assert_non_null(strstr(buf_str(&why), "bad.conf:2: setting "
+                                          "'tenants.tracking.clicktrack.enable' must be "
+                                          "true or false"));
+    buf_release(&why);
+}
+
 struct name_case {
     const char *name;
     const char *reason; /* NULL: valid */
@@ -614,6 +662,11 @@ static void get_nested_tenant_key(const struct conf *conf)
     (void)conf_string(conf, "tenants.name");
 }
 
+static void get_unscoped_per_tenant(const struct conf *conf)
+{
+    (void)conf_tenant_string(conf, "acme", "store.path");
+}
+
 static void test_panics(void **state)
 {
     struct conf *conf = conf_defaults();
@@ -625,6 +678,7 @@ static void test_panics(void **state)
     assert_true(dies_by_abort(get_int_as_bool, conf));
     assert_true(dies_by_abort(get_scalar_as_setting, conf));
     assert_true(dies_by_abort(get_nested_tenant_key, conf));
+    assert_true(dies_by_abort(get_unscoped_per_tenant, conf));
     conf_free(conf);
 }
 
@@ -657,7 +711,7 @@ int main(void)
         cmocka_unit_test(test_unreadable),      cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_tenant_for),      cmocka_unit_test(test_tenant_valid),
         cmocka_unit_test(test_check_secret),    cmocka_unit_test(test_panics),
-        cmocka_unit_test(test_shipped_example),
+        cmocka_unit_test(test_shipped_example), cmocka_unit_test(test_tenant_scoped),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

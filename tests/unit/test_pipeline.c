@@ -648,6 +648,159 @@ static void test_tracking(void **state)
     buf_release(&ch.body);
 }
 
+/*
+ * the message's metadata in its tokens (pipeline_meta_parse): a click's
+ * link then categories, unique_args and groups to display; unique_args too
+ * long are left out; the mailto token carries none; malformed metadata is
+ * refused
+ */
+static void test_meta(void **state)
+{
+    struct fx fx;
+    struct smtpapi_opts o, m;
+    struct pipeline_copy c = {"default", "Q8", "a@example.org", 0, &o};
+    struct buf out, html, tok, why, keytext, big;
+    struct token t;
+    struct token_keys *keys;
+    const char *url;
+    size_t url_len;
+    long groups[] = {3, 5};
+    const char msg[] =
+        "From: Shop <news@shop.example>\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/html\r\n\r\n"
+        "<p><a href=\"https://shop.example/x\">x</a></p></body>\r\n";
+
+    (void)state;
+    buf_init(&out, 256);
+    buf_init(&html, 256);
+    buf_init(&tok, 256);
+    buf_init(&why, 64);
+    buf_init(&keytext, 64);
+    buf_init(&big, 4096);
+    smtpapi_init(&o);
+    o.filters.clicktrack.enable = 1;
+    o.asm_group_id = 1;
+    o.categories = (char *[]){"promo", "winter"};
+    o.n_categories = 2;
+    o.groups_to_display = groups;
+    o.n_groups_to_display = 2;
+    o.unique_args = json_pack("{s:s}", "user_id", "42");
+    open_fx(&fx, "", 1);
+    c.group = fx.group;
+    buf_puts(&keytext, key_text);
+    keys = token_keys_from_text(keytext.data, keytext.len, &why);
+    assert_non_null(keys);
+    assert_int_equal(pipeline_personalise(fx.p, &c, msg, strlen(msg), &out, NULL, &why),
+                     0);
+    html_of(&out, &html);
+    assert_true(first_token(html.data, "href=\"https://t.example.net/sg/c/", &tok));
+    assert_int_equal(token_decode(keys, tok.data, tok.len, &t, &why), 0);
+    smtpapi_init(&m);
+    assert_int_equal(pipeline_meta_parse(t.data, t.data_len, &url, &url_len, &m, &why),
+                     0);
+    assert_int_equal(url_len, strlen("https://shop.example/x"));
+    assert_memory_equal(url, "https://shop.example/x", url_len);
+    assert_int_equal(m.n_categories, 2);
+    assert_string_equal(m.categories[1], "winter");
+    assert_int_equal(m.n_groups_to_display, 2);
+    assert_int_equal(m.groups_to_display[1], 5);
+    assert_string_equal(json_string_value(json_object_get(m.unique_args, "user_id")),
+                        "42");
+    smtpapi_free(&m);
+    token_release(&t);
+    /* the https unsubscribe token has it, the mailto one not */
+    assert_true(first_token(out.data, "<https://t.example.net/sg/u/", &tok));
+    assert_int_equal(token_decode(keys, tok.data, tok.len, &t, &why), 0);
+    assert_non_null(t.data);
+    assert_int_equal(t.data[0], 0);
+    token_release(&t);
+    assert_true(first_token(out.data, "<mailto:unsubscribe+", &tok));
+    buf_truncate(&tok, (size_t)(strchr(tok.data, '@') - tok.data));
+    assert_int_equal(token_decode(keys, tok.data, tok.len, &t, &why), 0);
+    assert_int_equal(t.data_len, 0);
+    token_release(&t);
+    /* unique_args over PIPELINE_META_MAX: left out, the categories kept */
+    for (int i = 0; i < 300; i++)
+        buf_puts(&big, "0123456789");
+    json_object_set_new(o.unique_args, "big", json_string(buf_str(&big)));
+    assert_int_equal(pipeline_personalise(fx.p, &c, msg, strlen(msg), &out, NULL, &why),
+                     0);
+    html_of(&out, &html);
+    assert_true(first_token(html.data, "href=\"https://t.example.net/sg/c/", &tok));
+    assert_int_equal(token_decode(keys, tok.data, tok.len, &t, &why), 0);
+    smtpapi_init(&m);
+    assert_int_equal(pipeline_meta_parse(t.data, t.data_len, &url, &url_len, &m, &why),
+                     0);
+    assert_null(m.unique_args);
+    assert_int_equal(m.n_categories, 2);
+    smtpapi_free(&m);
+    token_release(&t);
+    /* no metadata at all: the link alone; malformed metadata refused */
+    smtpapi_init(&m);
+    assert_int_equal(pipeline_meta_parse((const unsigned char *)"https://a", 9, &url,
+                                         &url_len, &m, &why),
+                     0);
+    assert_int_equal(url_len, 9);
+    assert_null(m.categories);
+    assert_int_equal(pipeline_meta_parse((const unsigned char *)"u\0{\"c\":[1]}", 11,
+                                         &url, &url_len, &m, &why),
+                     -1);
+    assert_int_equal(pipeline_meta_parse((const unsigned char *)"u\0{\"d\":[0]}", 11,
+                                         &url, &url_len, &m, &why),
+                     -1);
+    assert_int_equal(
+        pipeline_meta_parse((const unsigned char *)"u\0[]", 4, &url, &url_len, &m, &why),
+        -1);
+    assert_null(m.categories);
+    json_decref(o.unique_args);
+    token_keys_free(keys);
+    close_fx(&fx);
+    buf_release(&out);
+    buf_release(&html);
+    buf_release(&tok);
+    buf_release(&why);
+    buf_release(&keytext);
+    buf_release(&big);
+}
+
+/* the tenant's configured tracking under the message's own filters */
+static void test_tenant_options(void **state)
+{
+    struct fx fx;
+    struct smtpapi_opts o;
+    struct buf why;
+    const char api[] = "{\"filters\": {\"clicktrack\": {\"settings\": {\"enable\": 0}}}, "
+                       "\"category\": \"c\"}";
+
+    (void)state;
+    buf_init(&why, 64);
+    open_fx(
+        &fx,
+        "tracking = { opentrack = { enable = true; }; };\n"
+        "tenants = ( { name = \"acme\"; tracking = { clicktrack = { enable = true; };\n"
+        "  footer = { enable = true; text_plain = \"-- Acme\"; }; }; } );\n",
+        1);
+    smtpapi_init(&o);
+    assert_int_equal(pipeline_options_field(fx.conf, api, strlen(api), &o, &why), 0);
+    pipeline_tenant_options(fx.conf, "acme", &o);
+    assert_int_equal(o.filters.clicktrack.enable, 0); /* the message's own */
+    assert_int_equal(o.filters.opentrack.enable, 1);  /* the top level's */
+    assert_int_equal(o.filters.footer.enable, 1);     /* the tenant's */
+    assert_string_equal(o.filters.footer.text_plain, "-- Acme");
+    assert_null(o.filters.footer.text_html);
+    assert_int_equal(o.n_categories, 1);
+    smtpapi_free(&o);
+    smtpapi_init(&o);
+    pipeline_tenant_options(fx.conf, "default", &o);
+    assert_int_equal(o.filters.clicktrack.enable, 0);
+    assert_int_equal(o.filters.opentrack.enable, 1);
+    smtpapi_free(&o);
+    /* a tenant that tracks: its mail may change even without a key or group */
+    assert_int_equal(pipeline_may_change(fx.p, "acme", "news@nokey.example"), 1);
+    close_fx(&fx);
+    buf_release(&why);
+}
+
 /* pipeline_event: SendGrid's fields */
 static void test_event(void **state)
 {
@@ -710,11 +863,12 @@ static void test_bad_settings(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_options),     cmocka_unit_test(test_decide),
-        cmocka_unit_test(test_personalise), cmocka_unit_test(test_existing),
-        cmocka_unit_test(test_no_key),      cmocka_unit_test(test_sign),
-        cmocka_unit_test(test_event),       cmocka_unit_test(test_bad_settings),
-        cmocka_unit_test(test_changes),     cmocka_unit_test(test_tracking),
+        cmocka_unit_test(test_options),        cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_personalise),    cmocka_unit_test(test_existing),
+        cmocka_unit_test(test_no_key),         cmocka_unit_test(test_sign),
+        cmocka_unit_test(test_event),          cmocka_unit_test(test_meta),
+        cmocka_unit_test(test_tenant_options), cmocka_unit_test(test_bad_settings),
+        cmocka_unit_test(test_changes),        cmocka_unit_test(test_tracking),
         cmocka_unit_test(test_mark),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
