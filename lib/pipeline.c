@@ -240,16 +240,24 @@ void pipeline_tenant_options(const struct conf *conf, const char *tenant,
     *opts = base;
 }
 
+/* filters_track - does a filter rewrite a message's text? */
+static int filters_track(const struct smtpapi_filters *f)
+{
+    return smtpapi_is_on(f->clicktrack.enable) || smtpapi_is_on(f->opentrack.enable) ||
+           smtpapi_is_on(f->subscriptiontrack.enable) || smtpapi_is_on(f->footer.enable);
+}
+
 /* tenant_tracks - does the tenant track by default (then bodies may change)? */
 static int tenant_tracks(const struct conf *conf, const char *tenant)
 {
-    for (size_t i = 0; i < N_OF(scoped_flags); i++)
-        if (scoped_flags[i].off != offsetof(struct smtpapi_filters, ganalytics.enable) &&
-            scoped_flags[i].off !=
-                offsetof(struct smtpapi_filters, clicktrack.enable_text) &&
-            conf_tenant_bool(conf, tenant, scoped_flags[i].path))
-            return 1;
-    return 0;
+    struct smtpapi_opts o;
+    int rc;
+
+    smtpapi_init(&o);
+    pipeline_tenant_options(conf, tenant, &o);
+    rc = filters_track(&o.filters);
+    smtpapi_free(&o);
+    return rc;
 }
 
 /* pipeline_decide - see pipeline.h */
@@ -293,7 +301,6 @@ static int needs_unsubscribe(const struct pipeline_copy *c)
            (c->opts && smtpapi_is_on(c->opts->filters.subscriptiontrack.enable));
 }
 
-/* unsubscribe_fields - the two fields, each ending in CRLF */
 /*
  * copy_meta - what the tracker's events need of the message (see
  * pipeline_meta_parse) as compact JSON into out (emptied first); empty when
@@ -379,46 +386,74 @@ static int make_token(struct pipeline *p, const struct pipeline_copy *c, const c
 }
 
 /*
+ * What every token of one copy shares, made once per copy: the recipient
+ * normalised, the message's metadata, and the https unsubscribe token (of
+ * the copy's group, else of everything), which List-Unsubscribe and the
+ * footer both carry.
+ */
+struct copy_ids {
+    struct buf rcpt, meta, unsub;
+};
+
+static void copy_ids_release(struct copy_ids *ids)
+{
+    buf_release(&ids->rcpt);
+    buf_release(&ids->meta);
+    buf_release(&ids->unsub);
+}
+
+/*
+ * copy_ids_make - ids for the copy (released by the caller, also on
+ * failure); 0, or -1 with why ("no WHAT token key", an address that is not
+ * one, a token that cannot be made)
+ */
+static int copy_ids_make(struct pipeline *p, const struct pipeline_copy *c,
+                         const char *what, struct copy_ids *ids, struct buf *why)
+{
+    struct buf err;
+    int rc;
+
+    buf_init(&ids->rcpt, 64);
+    buf_init(&ids->meta, 64);
+    buf_init(&ids->unsub, 160);
+    if (p->keys == NULL)
+        return buf_error(why, "no %s token key: %s", what, buf_str(&p->keys_why));
+    buf_init(&err, 64);
+    rc = address_normalize(c->rcpt, &ids->rcpt, &err);
+    if (rc < 0)
+        buf_error(why, "<%s>: %s", c->rcpt, buf_str(&err));
+    buf_release(&err);
+    if (rc < 0)
+        return -1;
+    copy_meta(c, &ids->meta);
+    return make_token(p, c, buf_str(&ids->rcpt), TOKEN_UNSUBSCRIBE, c->group, NULL, 0,
+                      &ids->meta, &ids->unsub, why);
+}
+
+/*
  * unsubscribe_fields - List-Unsubscribe (the https URL's token with the
  * message's metadata, the mailto's without: a local part must stay short)
  * and List-Unsubscribe-Post for the copy, appended to out
  */
 static int unsubscribe_fields(struct pipeline *p, const struct pipeline_copy *c,
-                              struct buf *out, struct buf *why)
+                              const struct copy_ids *ids, struct buf *out,
+                              struct buf *why)
 {
-    struct buf tok, mtok, addr, err, meta;
+    struct buf mtok;
     int rc = 0;
 
-    if (p->keys == NULL)
-        return buf_error(why, "no unsubscribe token key: %s", buf_str(&p->keys_why));
-    buf_init(&tok, 160);
     buf_init(&mtok, 160);
-    buf_init(&addr, 64);
-    buf_init(&err, 64);
-    buf_init(&meta, 64);
-    if (address_normalize(c->rcpt, &addr, &err) < 0) {
-        rc = buf_error(why, "<%s>: %s", c->rcpt, buf_str(&err));
-        goto out;
-    }
-    copy_meta(c, &meta);
-    if ((rc = make_token(p, c, buf_str(&addr), TOKEN_UNSUBSCRIBE, c->group, NULL, 0,
-                         &meta, &tok, why)) < 0)
-        goto out;
-    if (meta.len == 0)
-        buf_set(&mtok, buf_str(&tok));
-    else if ((rc = make_token(p, c, buf_str(&addr), TOKEN_UNSUBSCRIBE, c->group, NULL, 0,
-                              NULL, &mtok, why)) < 0)
+    if (ids->meta.len == 0)
+        buf_set(&mtok, buf_str(&ids->unsub));
+    else if ((rc = make_token(p, c, buf_str(&ids->rcpt), TOKEN_UNSUBSCRIBE, c->group,
+                              NULL, 0, NULL, &mtok, why)) < 0)
         goto out;
     /* one URI per line: a token is over 100 characters */
     buf_printf(out, "List-Unsubscribe: <%s/u/%s>,\r\n <mailto:%s+%s@%s>\r\n", p->url_base,
-               buf_str(&tok), p->mailto_local, buf_str(&mtok), p->mailto_domain);
+               buf_str(&ids->unsub), p->mailto_local, buf_str(&mtok), p->mailto_domain);
     buf_puts(out, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
 out:
-    buf_release(&tok);
     buf_release(&mtok);
-    buf_release(&addr);
-    buf_release(&err);
-    buf_release(&meta);
     return rc;
 }
 
@@ -485,23 +520,17 @@ out:
 /* tracking - does a filter of this copy rewrite its text? */
 static int tracking(const struct pipeline_copy *c)
 {
-    const struct smtpapi_filters *f = c->opts ? &c->opts->filters : NULL;
-
-    return f &&
-           (smtpapi_is_on(f->clicktrack.enable) || smtpapi_is_on(f->opentrack.enable) ||
-            smtpapi_is_on(f->subscriptiontrack.enable) ||
-            smtpapi_is_on(f->footer.enable));
+    return c->opts && filters_track(&c->opts->filters);
 }
 
 /* The tokens of one copy's URLs. */
 struct copy_urls {
     struct pipeline *p;
     const struct pipeline_copy *c;
-    const char *rcpt; /* normalised */
+    const struct copy_ids *ids;
     struct track_env env;
     struct track_count n;
     struct buf unsub, global, prefs, open;
-    struct buf meta; /* copy_meta's */
 };
 
 /* url - p->url_base/KIND/TOKEN for the copy into out; 0 or -1 */
@@ -510,8 +539,8 @@ static int url(struct copy_urls *u, enum token_purpose purpose, uint32_t group,
                struct buf *why)
 {
     buf_printf(out, "%s/%s/", u->p->url_base, kind);
-    return make_token(u->p, u->c, u->rcpt, purpose, group, data, dlen, &u->meta, out,
-                      why);
+    return make_token(u->p, u->c, buf_str(&u->ids->rcpt), purpose, group, data, dlen,
+                      &u->ids->meta, out, why);
 }
 
 static int click_url(void *ctx, const char *link, size_t len, struct buf *out,
@@ -546,34 +575,25 @@ static int rewrite_part(const struct mime_part *part, const struct buf *dec,
  * rewritten in place, and whether that changed it to *changed; 0, or -1
  * with why
  */
-static int track_copy(struct pipeline *p, const struct pipeline_copy *c, struct buf *msg,
-                      int *changed, struct buf *why)
+static int track_copy(struct pipeline *p, const struct pipeline_copy *c,
+                      const struct copy_ids *ids, struct buf *msg, int *changed,
+                      struct buf *why)
 {
     struct copy_urls u;
-    struct buf rcpt, err, out;
+    struct buf out;
     int rc = -1;
 
-    if (p->keys == NULL)
-        return buf_error(why, "no tracking token key: %s", buf_str(&p->keys_why));
     memset(&u, 0, sizeof(u));
-    buf_init(&rcpt, 64);
-    buf_init(&err, 64);
     buf_init(&out, msg->len + msg->len / 4 + 4096);
     buf_init(&u.unsub, 160);
     buf_init(&u.global, 160);
     buf_init(&u.prefs, 160);
     buf_init(&u.open, 160);
-    buf_init(&u.meta, 64);
-    copy_meta(c, &u.meta);
-    if (address_normalize(c->rcpt, &rcpt, &err) < 0) {
-        buf_error(why, "<%s>: %s", c->rcpt, buf_str(&err));
-        goto out;
-    }
     u.p = p;
     u.c = c;
-    u.rcpt = buf_str(&rcpt);
-    if (url(&u, TOKEN_UNSUBSCRIBE, c->group, NULL, 0, "u", &u.unsub, why) < 0 ||
-        url(&u, TOKEN_UNSUBSCRIBE, 0, NULL, 0, "u", &u.global, why) < 0 ||
+    u.ids = ids;
+    buf_printf(&u.unsub, "%s/u/%s", p->url_base, buf_str(&ids->unsub));
+    if (url(&u, TOKEN_UNSUBSCRIBE, 0, NULL, 0, "u", &u.global, why) < 0 ||
         url(&u, TOKEN_PREFERENCES, c->group, NULL, 0, "p", &u.prefs, why) < 0 ||
         url(&u, TOKEN_OPEN, c->group, NULL, 0, "o", &u.open, why) < 0)
         goto out;
@@ -593,14 +613,11 @@ static int track_copy(struct pipeline *p, const struct pipeline_copy *c, struct 
     }
     rc = 0;
 out:
-    buf_release(&rcpt);
-    buf_release(&err);
     buf_release(&out);
     buf_release(&u.unsub);
     buf_release(&u.global);
     buf_release(&u.prefs);
     buf_release(&u.open);
-    buf_release(&u.meta);
     return rc;
 }
 
@@ -618,7 +635,8 @@ static int build(struct pipeline *p, const struct pipeline_copy *c, const char *
 {
     size_t body, hlen = header_split(msg, len, &body), pos = 0, mark;
     struct header_field f;
-    int add = needs_unsubscribe(c), own = 0;
+    struct copy_ids ids;
+    int add = needs_unsubscribe(c), own = 0, track = tracking(c), rc = 0;
 
     buf_reset(out);
     *drop_own = 0;
@@ -637,13 +655,21 @@ static int build(struct pipeline *p, const struct pipeline_copy *c, const char *
         }
         buf_append(out, f.start, f.len);
     }
+    if ((add || track) &&
+        (rc = copy_ids_make(p, c, add ? "unsubscribe" : "tracking", &ids, why)) < 0)
+        goto out;
     mark = out->len;
-    if (add && unsubscribe_fields(p, c, out, why) < 0)
-        return -1;
+    if (add && (rc = unsubscribe_fields(p, c, &ids, out, why)) < 0)
+        goto out;
     if (added)
         buf_append(added, out->data + mark, out->len - mark);
     buf_append(out, msg + hlen, len - hlen);
-    return tracking(c) ? track_copy(p, c, out, body_changed, why) : 0;
+    if (track)
+        rc = track_copy(p, c, &ids, out, body_changed, why);
+out:
+    if (add || track)
+        copy_ids_release(&ids);
+    return rc;
 }
 
 /* pipeline_personalise - see pipeline.h */

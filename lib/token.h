@@ -63,9 +63,9 @@
  * characters, about (123 for the unsubscribe token above): a click on a
  * 40-byte link in a message of tenant "default" with a 20-byte message id,
  * to a 25-byte recipient, is 177 characters, plus the tracker's base URL
- * and "/c/"; with one category and
- * a small unique_args ({"user_id": "42"}) 226.  Every link of a message is
- * that much longer, so a newsletter of 80 links grows by some 14 KiB.
+ * and "/c/"; with one category and a small unique_args ({"user_id": "42"})
+ * 226.  Every link of a message is that much longer, so a newsletter of 80
+ * links grows by some 14 KiB.
  *
  * Keys are read-only after loading: threads may share them for encode,
  * decode and the marker.
