@@ -64,6 +64,7 @@ struct state {
     const char *store_dir; /* the same */
     struct token_keys *keys;
     long long max_request, max_headers;
+    const config_setting_t *trusted; /* tracker.trusted_proxies, NULL: the default */
 };
 
 static const char *conf_path;
@@ -124,6 +125,7 @@ static struct state *state_load(struct buf *why)
         goto fail;
     s->max_request = conf_size(s->conf, "tracker.max_request_size");
     s->max_headers = conf_int(s->conf, "tracker.max_headers");
+    s->trusted = conf_setting(s->conf, "tracker.trusted_proxies");
     msg_set_verbose((int)conf_int(s->conf, "log.verbose"));
     return s;
 fail:
@@ -179,8 +181,7 @@ static void client_ip(struct ask *a)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(a->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const config_setting_t *trusted =
-        conf_setting(a->st->conf, "tracker.trusted_proxies");
+    const config_setting_t *trusted = a->st->trusted;
     const char *xff, *last;
     int ok = 0;
 
@@ -441,12 +442,6 @@ static int form_value(const struct buf *body, const char *key, struct buf *out)
 
 /* ---- what the tokens ask for ---- */
 
-/* group_get - the tenant's group id: 1 found, 0 not, -1 (why) */
-static int group_get(struct ask *a, uint32_t id, struct store_group *g, struct buf *why)
-{
-    return store_group_get(a->st->store, a->t.tenant, id, g, why);
-}
-
 /* suppress - the recipient onto a list (global unsubscribes, or a group's) */
 static int suppress(struct ask *a, uint32_t group, struct buf *why)
 {
@@ -517,7 +512,7 @@ static int group_words(struct ask *a, struct store_group *g, struct words *w,
     w->group = "all";
     if (a->t.group == 0)
         return 1;
-    if ((rc = group_get(a, a->t.group, g, why)) > 0)
+    if ((rc = store_group_get(a->st->store, a->t.tenant, a->t.group, g, why)) > 0)
         w->group = g->name;
     return rc;
 }
@@ -624,7 +619,8 @@ static int shown_groups(struct ask *a, struct shown *s, struct buf *why)
     if (a->meta.n_groups_to_display == 0)
         return store_group_list(a->st->store, a->t.tenant, shown_add, s, why);
     for (size_t i = 0; i < a->meta.n_groups_to_display; i++) {
-        if ((rc = group_get(a, (uint32_t)a->meta.groups_to_display[i], &g, why)) < 0)
+        if ((rc = store_group_get(a->st->store, a->t.tenant,
+                                  (uint32_t)a->meta.groups_to_display[i], &g, why)) < 0)
             return -1;
         if (rc > 0)
             shown_add(&g, s);
