@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -16,6 +17,7 @@
 #include "event.h"
 #include "fdio.h"
 #include "mymalloc.h"
+#include "utf8.h"
 
 /* event_day - YYYY-MM-DD (UTC) of a time */
 static void event_day(int64_t t, char day[11])
@@ -27,35 +29,193 @@ static void event_day(int64_t t, char day[11])
     strftime(day, 11, "%Y-%m-%d", &tm);
 }
 
+/*
+ * What each thread keeps between events: random bytes for event ids, drawn
+ * in batches (a getrandom call per event cost as much as the write), and
+ * the day's file it appends to, kept open and used while the path still
+ * names it, which is checked (a stat(2)) at most once a second: an open and
+ * a close per event cost more than the write, and a stat a third of it.  A
+ * forked child starts with an empty batch: parent and child must not hand
+ * out the same ids.
+ */
+#define ID_LEN 22
+#define ID_BATCH 32
+
+struct event_thread {
+    unsigned char rnd[ID_LEN * ID_BATCH];
+    size_t used; /* bytes handed out; sizeof(rnd): empty */
+    char *path;  /* the open file's path, NULL: none */
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    time_t checked; /* when the path last named it (CLOCK_MONOTONIC_COARSE) */
+};
+
+static pthread_key_t thread_key;
+static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
+static __thread struct event_thread *this_thread;
+
+static void thread_free(void *p)
+{
+    struct event_thread *et = p;
+
+    if (et->fd >= 0)
+        close(et->fd);
+    myfree(et->path);
+    myfree(et);
+}
+
+static void thread_forked(void)
+{
+    if (this_thread)
+        this_thread->used = sizeof(this_thread->rnd);
+}
+
+static void thread_init(void)
+{
+    pthread_key_create(&thread_key, thread_free);
+    pthread_atfork(NULL, NULL, thread_forked);
+}
+
+/* thread_state - this thread's (made at its first event) */
+static struct event_thread *thread_state(void)
+{
+    if (this_thread == NULL) {
+        pthread_once(&thread_once, thread_init);
+        this_thread = mycalloc(1, sizeof(*this_thread));
+        this_thread->used = sizeof(this_thread->rnd);
+        this_thread->fd = -1;
+        pthread_setspecific(thread_key, this_thread);
+    }
+    return this_thread;
+}
+
 /* event_new_id - 22 URL-safe random characters */
-static void event_new_id(char id[23])
+static void event_new_id(struct event_thread *et, char id[ID_LEN + 1])
 {
     static const char abc[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    unsigned char rnd[22];
 
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        struct timespec ts;
+    if (et->used + ID_LEN > sizeof(et->rnd)) {
+        if (getrandom(et->rnd, sizeof(et->rnd), 0) != (ssize_t)sizeof(et->rnd)) {
+            struct timespec ts;
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        for (size_t i = 0; i < sizeof(rnd); i++)
-            rnd[i] = (unsigned char)((ts.tv_nsec >> (i % 8)) ^ (getpid() * (i + 1)));
+            clock_gettime(CLOCK_REALTIME, &ts);
+            for (size_t i = 0; i < sizeof(et->rnd); i++)
+                et->rnd[i] =
+                    (unsigned char)((ts.tv_nsec >> (i % 8)) ^ (getpid() * (i + 1)) ^ i);
+        }
+        et->used = 0;
     }
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        id[i] = abc[rnd[i] & 63];
-    id[22] = 0;
+    for (size_t i = 0; i < ID_LEN; i++)
+        id[i] = abc[et->rnd[et->used + i] & 63];
+    et->used += ID_LEN;
+    id[ID_LEN] = 0;
+}
+
+/* drop_file - close the thread's file */
+static void drop_file(struct event_thread *et)
+{
+    if (et->fd >= 0)
+        close(et->fd);
+    et->fd = -1;
+    myfree(et->path);
+    et->path = NULL;
+}
+
+/*
+ * day_file - a descriptor appending to path: the thread's open one while
+ * path still names that file (checked when a second has passed since the
+ * last check), else path opened (its directory made when missing); -1 with
+ * why filled
+ */
+static int day_file(struct event_thread *et, const struct buf *path, size_t day_len,
+                    struct buf *why)
+{
+    struct timespec now;
+    struct stat st;
+    int fd;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    if (et->path != NULL && strcmp(et->path, buf_str(path)) == 0) {
+        if (now.tv_sec == et->checked)
+            return et->fd;
+        if (stat(et->path, &st) == 0 && st.st_dev == et->dev && st.st_ino == et->ino) {
+            et->checked = now.tv_sec;
+            return et->fd;
+        }
+    }
+    drop_file(et);
+    fd = open(buf_str(path), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0660);
+    if (fd < 0 && errno == ENOENT) {
+        /* the first event: the directory is made (a system call less for the
+         * others), the group's: every process of the sendguard group appends
+         * (sgrelay(8)) */
+        char *dir = mystrndup(path->data, path->len - day_len - 7);
+        if (mkdir(dir, 02770) < 0 && errno != EEXIST) {
+            buf_error(why, "cannot create %s: %s", dir, strerror(errno));
+            myfree(dir);
+            return -1;
+        }
+        myfree(dir);
+        fd = open(buf_str(path), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0660);
+    }
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        buf_error(why, "cannot open %s: %s", buf_str(path), strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    et->fd = fd;
+    et->path = mystrdup(buf_str(path));
+    et->dev = st.st_dev;
+    et->ino = st.st_ino;
+    et->checked = now.tv_sec;
+    return fd;
+}
+
+/*
+ * append_line - line (len bytes, ending in a newline) appended to the log
+ * of the day of time ts; 0, or -1 with why
+ */
+static int append_line(const char *store_dir, int64_t ts, const char *line, size_t len,
+                       struct buf *why)
+{
+    struct event_thread *et = thread_state();
+    struct buf path;
+    char day[11];
+    int fd, rc = -1;
+    ssize_t n;
+
+    if (len > EVENT_LINE_MAX)
+        return buf_error(why, "event of %zu bytes is over the limit", len - 1);
+    event_day(ts, day);
+    buf_init(&path, 128);
+    buf_setf(&path, "%s/events/%s.jsonl", store_dir, day);
+    if ((fd = day_file(et, &path, strlen(day), why)) < 0)
+        goto out;
+    while ((n = write(fd, line, len)) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)len) {
+        buf_error(why, "cannot append to %s: %s", buf_str(&path),
+                  n < 0 ? strerror(errno) : "short write");
+        drop_file(et); /* opened afresh next time */
+        goto out;
+    }
+    rc = 0;
+out:
+    buf_release(&path);
+    return rc;
 }
 
 /* event_record - see event.h */
 int event_record(const char *store_dir, json_t *ev, struct buf *why)
 {
-    struct buf path;
     json_t *ts;
-    char day[11], id[23];
+    char id[ID_LEN + 1];
     char *line;
     size_t len;
-    int fd, rc = -1;
-    ssize_t n;
+    int rc;
 
     if (!json_is_string(json_object_get(ev, "event")))
         return buf_error(why, "an event needs an \"event\" type");
@@ -66,55 +226,95 @@ int event_record(const char *store_dir, json_t *ev, struct buf *why)
     if (!json_is_string(json_object_get(ev, "tenant")))
         json_object_set_new(ev, "tenant", json_string("default"));
     if (!json_is_string(json_object_get(ev, "sg_event_id"))) {
-        event_new_id(id);
+        event_new_id(thread_state(), id);
         json_object_set_new(ev, "sg_event_id", json_string(id));
     }
-    event_day((int64_t)json_integer_value(ts), day);
-    line = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+    line = json_dumps(ev, JSON_COMPACT); /* in the order the fields were set */
     if (line == NULL)
         return buf_error(why, "cannot encode event");
     len = strlen(line);
-    if (len + 1 > EVENT_LINE_MAX) {
-        free(line);
-        return buf_error(why, "event of %zu bytes is over the limit", len);
-    }
     line[len] = '\n'; /* replaces the NUL: write len + 1 bytes */
-    buf_init(&path, 128);
-    buf_setf(&path, "%s/events/%s.jsonl", store_dir, day);
-    fd = open(buf_str(&path), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0660);
-    if (fd < 0 && errno == ENOENT) {
-        /* the first event: the directory is made (a system call less for the
-         * others), the group's: every process of the sendguard group appends
-         * (sgrelay(8)) */
-        char *dir = mystrndup(path.data, path.len - strlen(day) - 7);
-        if (mkdir(dir, 02770) < 0 && errno != EEXIST) {
-            buf_error(why, "cannot create %s: %s", dir, strerror(errno));
-            myfree(dir);
-            goto out;
-        }
-        myfree(dir);
-        fd = open(buf_str(&path), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0660);
-    }
-    if (fd < 0) {
-        buf_error(why, "cannot open %s: %s", buf_str(&path), strerror(errno));
-        goto out;
-    }
-    while ((n = write(fd, line, len + 1)) < 0 && errno == EINTR)
-        ;
-    if (n != (ssize_t)(len + 1)) {
-        buf_error(why, "cannot append to %s: %s", buf_str(&path),
-                  n < 0 ? strerror(errno) : "short write");
-        close(fd);
-        goto out;
-    }
-    if (close(fd) < 0) {
-        buf_error(why, "cannot append to %s: %s", buf_str(&path), strerror(errno));
-        goto out;
-    }
-    rc = 0;
-out:
-    buf_release(&path);
+    rc = append_line(store_dir, (int64_t)json_integer_value(ts), line, len + 1, why);
     free(line);
+    return rc;
+}
+
+/*
+ * json_str - s (len bytes) as a JSON string: quotes, backslashes and
+ * control characters escaped; a string that is not UTF-8 has each byte
+ * over 0x7f replaced by U+FFFD, so the line always parses
+ */
+static void json_str(struct buf *out, const char *s, size_t len)
+{
+    int valid = utf8_valid(s, len);
+
+    buf_putc(out, '"');
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c == '"' || c == '\\') {
+            buf_putc(out, '\\');
+            buf_putc(out, c);
+        } else if (c < 0x20) {
+            buf_printf(out, "\\u%04x", c);
+        } else if (c >= 0x80 && !valid) {
+            buf_puts(out, "\\ufffd");
+        } else {
+            buf_putc(out, c);
+        }
+    }
+    buf_putc(out, '"');
+}
+
+/* event_line_begin - see event.h */
+void event_line_begin(struct event_line *l, const char *type, const char *email,
+                      const char *tenant)
+{
+    char id[ID_LEN + 1];
+
+    buf_init(&l->text, 512);
+    l->ts = (int64_t)time(NULL);
+    event_new_id(thread_state(), id);
+    buf_puts(&l->text, "{\"event\":");
+    json_str(&l->text, type, strlen(type));
+    buf_puts(&l->text, ",\"email\":");
+    json_str(&l->text, email, strlen(email));
+    buf_puts(&l->text, ",\"tenant\":");
+    json_str(&l->text, tenant, strlen(tenant));
+    buf_printf(&l->text, ",\"timestamp\":%lld,\"sg_event_id\":\"%s\"", (long long)l->ts,
+               id);
+}
+
+/* event_line_str - see event.h */
+void event_line_str(struct event_line *l, const char *key, const char *val, size_t len)
+{
+    buf_printf(&l->text, ",\"%s\":", key);
+    json_str(&l->text, val, len);
+}
+
+/* event_line_int - see event.h */
+void event_line_int(struct event_line *l, const char *key, long long v)
+{
+    buf_printf(&l->text, ",\"%s\":%lld", key, v);
+}
+
+/* event_line_members - see event.h */
+void event_line_members(struct event_line *l, const char *members, size_t len)
+{
+    if (len == 0)
+        return;
+    buf_putc(&l->text, ',');
+    buf_append(&l->text, members, len);
+}
+
+/* event_line_end - see event.h */
+int event_line_end(const char *store_dir, struct event_line *l, struct buf *why)
+{
+    int rc;
+
+    buf_puts(&l->text, "}\n");
+    rc = append_line(store_dir, l->ts, l->text.data, l->text.len, why);
+    buf_release(&l->text);
     return rc;
 }
 

@@ -5,7 +5,11 @@
  * (YYYY-MM-DD.jsonl), one JSON object per line.  Every process appends
  * with O_APPEND and one write(2) per record, so concurrent writers never
  * interleave or lose records (Linux holds the inode lock across an
- * appending write to a regular file).  A line that does not parse (a write
+ * appending write to a regular file).  Each thread keeps the day's file
+ * open between records and appends to it while its path still names that
+ * file, checked at most once a second: a file renamed, removed or replaced
+ * is left within a second for the one the path now names (or an error when
+ * none can be opened).  A line that does not parse (a write
  * cut short by a full disk) is skipped by readers and counted.
  *
  * A record always has "timestamp" (unix seconds), "event", "email",
@@ -41,6 +45,28 @@ typedef int (*event_fn)(json_t *ev, void *ctx);
  * missing.  0, or -1 with why filled; never blocks on another writer.
  */
 int event_record(const char *store_dir, json_t *ev, struct buf *why);
+
+/*
+ * The same record built field by field, for a hot path that need not make
+ * a json_t for it (sgtrackd's clicks and opens): event_line_begin writes
+ * "event", "email", "tenant", the timestamp (now) and a fresh sg_event_id;
+ * each further call adds one field (keys are ASCII words, written as
+ * given; strings are escaped, and one that is not UTF-8 has its high bytes
+ * replaced by U+FFFD); event_line_members adds members already in JSON
+ * ("k":v,... without braces; len 0: none); event_line_end appends the
+ * record as event_record does and releases l: 0, or -1 with why filled.
+ */
+struct event_line {
+    struct buf text;
+    int64_t ts;
+};
+
+void event_line_begin(struct event_line *l, const char *type, const char *email,
+                      const char *tenant);
+void event_line_str(struct event_line *l, const char *key, const char *val, size_t len);
+void event_line_int(struct event_line *l, const char *key, long long v);
+void event_line_members(struct event_line *l, const char *members, size_t len);
+int event_line_end(const char *store_dir, struct event_line *l, struct buf *why);
 
 /* event_query - events matching q, newest first; skipped counts bad lines */
 int event_query(const char *store_dir, const struct event_query *q, event_fn fn,

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -192,12 +193,85 @@ static void test_torn_line_and_errors(void **state)
     buf_release(&why);
 }
 
+/* ids_fn - collect the events' ids */
+static int ids_fn(json_t *ev, void *ctx)
+{
+    char(*ids)[32] = ctx;
+    int i = 0;
+
+    while (ids[i][0])
+        i++;
+    snprintf(ids[i], sizeof(ids[i]), "%s",
+             json_string_value(json_object_get(ev, "sg_event_id")));
+    return 0;
+}
+
+/*
+ * a thread keeps the day's file open only while the path still names it,
+ * checked at most once a second: renamed away, a record a second later
+ * makes a new file at the path; replaced by a directory, a record a second
+ * later fails; put back, it works again.  A forked child
+ * draws ids of its own, not the parent's next ones.
+ */
+static void test_file_replaced_and_fork(void **state)
+{
+    struct event_query q = {0, 0, NULL, NULL, NULL, 0};
+    struct tally t;
+    long long skipped;
+    char path[128], away[160], ids[8][32];
+    json_t *ev;
+    struct buf why;
+    pid_t pid;
+    int status;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/events/2023-11-14.jsonl", dir);
+    snprintf(away, sizeof(away), "%s.away", path);
+    record("processed", "a@example.com", 1700000000, NULL);
+    assert_int_equal(rename(path, away), 0);
+    sleep(1);
+    record("delivered", "a@example.com", 1700000001, NULL);
+    assert_int_equal(query(&q, &t, &skipped), 1); /* the new file holds the second */
+    assert_string_equal(t.first_email, "a@example.com");
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkdir(path, 0700), 0);
+    sleep(1);
+    buf_init(&why, 64);
+    ev = json_pack("{s:s,s:s,s:I}", "event", "open", "email", "a@example.com",
+                   "timestamp", (json_int_t)1700000002);
+    assert_int_equal(event_record(dir, ev, &why), -1);
+    assert_non_null(strstr(buf_str(&why), "cannot open"));
+    json_decref(ev);
+    buf_release(&why);
+    assert_int_equal(rmdir(path), 0);
+    assert_int_equal(rename(away, path), 0);
+    record("open", "a@example.com", 1700000003, NULL);
+    assert_int_equal(query(&q, &t, &skipped), 2);
+
+    /* parent and child after a fork: different ids */
+    if ((pid = fork()) == 0) {
+        record("click", "child@example.com", 1700000004, NULL);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    record("click", "parent@example.com", 1700000004, NULL);
+    memset(ids, 0, sizeof(ids));
+    q.type = "click";
+    buf_init(&why, 64);
+    assert_int_equal(event_query(dir, &q, ids_fn, ids, &skipped, &why), 0);
+    buf_release(&why);
+    assert_true(ids[0][0] && ids[1][0] && !ids[2][0]);
+    assert_string_not_equal(ids[0], ids[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_concurrent_appenders, setup, teardown),
         cmocka_unit_test_setup_teardown(test_filters_and_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_line_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_replaced_and_fork, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
