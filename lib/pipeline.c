@@ -301,51 +301,72 @@ static int needs_unsubscribe(const struct pipeline_copy *c)
            (c->opts && smtpapi_is_on(c->opts->filters.subscriptiontrack.enable));
 }
 
+/* The event fields a sender's unique_args may never set (SendGrid's rule). */
+static const char *const reserved_fields[] = {
+    "asm_group_id", "attempt", "category",  "email",       "event",
+    "ip",           "reason",  "response",  "sg_event_id", "sg_message_id",
+    "smtp-id",      "status",  "tenant",    "timestamp",   "tls",
+    "type",         "url",     "useragent", NULL,
+};
+
+/* reserved - is this an event field of ours? */
+static int reserved(const char *key)
+{
+    for (const char *const *r = reserved_fields; *r; r++)
+        if (strcmp(*r, key) == 0)
+            return 1;
+    return 0;
+}
+
 /*
- * copy_meta - what the tracker's events need of the message (see
- * pipeline_meta_parse) as compact JSON into out (emptied first); empty when
- * the message has none of it
+ * copy_meta - what the tracker needs of the message (see pipeline.h) into
+ * out (emptied first): the fields its events carry as a JSON object
+ * (category, and the unique_args sendguard's own fields leave free, the
+ * unique_args left out when that is over PIPELINE_META_MAX bytes), then,
+ * when it has asm_groups_to_display, a NUL and their ids ("3,5"); empty
+ * when the message has none of it
  */
 static void copy_meta(const struct pipeline_copy *c, struct buf *out)
 {
     const struct smtpapi_opts *o = c->opts;
     json_t *m;
-    char *text;
+    char *text = NULL;
 
     buf_reset(out);
-    if (o == NULL ||
-        (o->n_categories == 0 && o->unique_args == NULL && o->n_groups_to_display == 0))
+    if (o == NULL)
         return;
     m = json_object();
     if (o->n_categories > 0) {
         json_t *a = json_array();
         for (size_t i = 0; i < o->n_categories; i++)
             json_array_append_new(a, json_string(o->categories[i]));
-        json_object_set_new(m, "c", a);
-    }
-    if (o->n_groups_to_display > 0) {
-        json_t *a = json_array();
-        for (size_t i = 0; i < o->n_groups_to_display; i++)
-            json_array_append_new(a, json_integer(o->groups_to_display[i]));
-        json_object_set_new(m, "d", a);
+        json_object_set_new(m, "category", a);
     }
     if (o->unique_args != NULL) {
-        json_object_set(m, "a", o->unique_args);
-        text = json_dumps(m, JSON_COMPACT);
-        if (text != NULL && strlen(text) <= PIPELINE_META_MAX) {
-            buf_puts(out, text);
-            free(text);
-            json_decref(m);
-            return;
+        const char *k;
+        json_t *v;
+        json_t *with = json_copy(m);
+        json_object_foreach (o->unique_args, k, v)
+            if (!reserved(k))
+                json_object_set(with, k, v);
+        text = json_dumps(with, JSON_COMPACT);
+        json_decref(with);
+        if (text != NULL && strlen(text) > PIPELINE_META_MAX) {
+            free(text); /* too long: the processed event has them */
+            text = NULL;
         }
-        free(text);
-        json_object_del(m, "a"); /* too long: the processed event has them */
     }
-    text = json_dumps(m, JSON_COMPACT);
-    if (text != NULL)
+    if (text == NULL && json_object_size(m) > 0)
+        text = json_dumps(m, JSON_COMPACT);
+    if (text != NULL && strcmp(text, "{}") != 0)
         buf_puts(out, text);
     free(text);
     json_decref(m);
+    if (o->n_groups_to_display > 0) {
+        buf_putc(out, 0);
+        for (size_t i = 0; i < o->n_groups_to_display; i++)
+            buf_printf(out, "%s%ld", i ? "," : "", o->groups_to_display[i]);
+    }
 }
 
 /*
@@ -869,87 +890,52 @@ int pipeline_per_recipient(const struct pipeline *p, const struct pipeline_copy 
     return !(p->keep_existing && header_find(msg, hlen, "List-Unsubscribe", &f));
 }
 
-/* The event fields a sender's unique_args may never set (SendGrid's rule). */
-static const char *const reserved_fields[] = {
-    "asm_group_id", "attempt", "category",  "email",       "event",
-    "ip",           "reason",  "response",  "sg_event_id", "sg_message_id",
-    "smtp-id",      "status",  "tenant",    "timestamp",   "tls",
-    "type",         "url",     "useragent", NULL,
-};
-
-/* reserved - is this an event field of ours? */
-static int reserved(const char *key)
+/* pipeline_meta_split - see pipeline.h */
+int pipeline_meta_split(const unsigned char *data, size_t len, struct pipeline_meta *m,
+                        struct buf *why)
 {
-    for (const char *const *r = reserved_fields; *r; r++)
-        if (strcmp(*r, key) == 0)
-            return 1;
+    const char *p = (const char *)data, *end = p + len, *nul;
+
+    memset(m, 0, sizeof(*m));
+    m->url = p ? p : "";
+    if (p == NULL)
+        return 0;
+    nul = memchr(p, 0, len);
+    m->url_len = nul ? (size_t)(nul - p) : len;
+    if (nul == NULL)
+        return 0;
+    m->fields = nul + 1;
+    nul = memchr(m->fields, 0, (size_t)(end - m->fields));
+    m->fields_len = (size_t)((nul ? nul : end) - m->fields);
+    if (m->fields_len > 0 &&
+        (m->fields_len < 2 || m->fields[0] != '{' || m->fields[m->fields_len - 1] != '}'))
+        return buf_error(why, "token metadata: its fields are not a JSON object");
+    if (nul == NULL)
+        return 0;
+    m->groups = nul + 1;
+    m->groups_len = (size_t)(end - m->groups);
+    if (m->groups_len == 0 || strspn(m->groups, "0123456789,") < m->groups_len ||
+        memchr(m->groups, 0, m->groups_len) != NULL)
+        return buf_error(why, "token metadata: bad groups to display");
     return 0;
 }
 
-/* pipeline_meta_parse - see pipeline.h */
-int pipeline_meta_parse(const unsigned char *data, size_t len, const char **url,
-                        size_t *url_len, struct smtpapi_opts *opts, struct buf *why)
+/* pipeline_meta_groups - see pipeline.h */
+size_t pipeline_meta_groups(const struct pipeline_meta *m, uint32_t *ids, size_t max)
 {
-    const unsigned char *nul = data ? memchr(data, 0, len) : NULL;
-    json_t *m, *v;
-    json_error_t err;
-    size_t i;
-    int rc = 0;
+    const char *p = m->groups, *end = m->groups + m->groups_len;
+    size_t n = 0;
 
-    *url = (const char *)data;
-    *url_len = nul ? (size_t)(nul - data) : len;
-    if (nul == NULL)
-        return 0;
-    m = json_loadb((const char *)nul + 1, len - *url_len - 1, JSON_REJECT_DUPLICATES,
-                   &err);
-    if (!json_is_object(m)) {
-        json_decref(m);
-        return buf_error(why, "token metadata is not a JSON object");
+    while (p && p < end && n < max) {
+        unsigned long long v = 0;
+
+        for (; p < end && *p != ','; p++)
+            v = v * 10 + (unsigned long long)(*p - '0');
+        if (v > 0 && v <= UINT32_MAX)
+            ids[n++] = (uint32_t)v;
+        p++; /* past the comma */
     }
-    if ((v = json_object_get(m, "c")) != NULL) {
-        if (!json_is_array(v) || json_array_size(v) > SMTPAPI_MAX_CATEGORIES) {
-            rc = buf_error(why, "token metadata: bad categories");
-            goto out;
-        }
-        opts->categories = mycalloc(json_array_size(v) + 1, sizeof(char *));
-        for (i = 0; i < json_array_size(v); i++) {
-            const char *c = json_string_value(json_array_get(v, i));
-            if (c == NULL) {
-                rc = buf_error(why, "token metadata: bad categories");
-                goto out;
-            }
-            opts->categories[opts->n_categories++] = mystrdup(c);
-        }
-    }
-    if ((v = json_object_get(m, "d")) != NULL) {
-        if (!json_is_array(v) || json_array_size(v) > SMTPAPI_MAX_GROUPS_TO_DISPLAY) {
-            rc = buf_error(why, "token metadata: bad groups to display");
-            goto out;
-        }
-        opts->groups_to_display = mycalloc(json_array_size(v) + 1, sizeof(long));
-        for (i = 0; i < json_array_size(v); i++) {
-            json_t *g = json_array_get(v, i);
-            if (!json_is_integer(g) || json_integer_value(g) <= 0 ||
-                json_integer_value(g) > UINT32_MAX) {
-                rc = buf_error(why, "token metadata: bad groups to display");
-                goto out;
-            }
-            opts->groups_to_display[opts->n_groups_to_display++] =
-                (long)json_integer_value(g);
-        }
-    }
-    if ((v = json_object_get(m, "a")) != NULL) {
-        if (!json_is_object(v)) {
-            rc = buf_error(why, "token metadata: bad unique_args");
-            goto out;
-        }
-        opts->unique_args = json_incref(v);
-    }
-out:
-    json_decref(m);
-    if (rc < 0)
-        smtpapi_free(opts);
-    return rc;
+    return n;
 }
 
 /* pipeline_event - see pipeline.h */

@@ -187,23 +187,37 @@ int pipeline_mark_check(struct pipeline *p, const char *rcpt, const char *value,
 
 /*
  * A token's data (lib/token) is the url part (a click's original link;
- * empty for the other purposes), then, when the message has any, a NUL and
- * what the tracker's events need of the message as compact JSON:
- * {"c": [categories], "a": {unique_args}, "d": [asm_groups_to_display]},
- * so that sgtrackd needs no per-message state.  unique_args whose JSON is
- * over PIPELINE_META_MAX bytes are left out of it (the message's processed
- * event has them); the mailto unsubscribe token carries none of it.
+ * empty for the other purposes), then, when the message has any of it, a
+ * NUL and what sgtrackd needs of the message, so that it keeps no state
+ * per message: the fields its events carry, as a JSON object
+ * ({"category": [...], "user_id": "42"}: the categories and the
+ * unique_args that sendguard's own event fields leave free, the unique_args
+ * left out when the object would be over PIPELINE_META_MAX bytes, the
+ * message's processed event having them), and, when the message has
+ * asm_groups_to_display, a NUL and their ids ("3,5").  The mailto
+ * unsubscribe token carries none of it.
  */
 #define PIPELINE_META_MAX 2000
 
+struct pipeline_meta {
+    const char *url; /* the url part, url_len bytes (not NUL-terminated) */
+    size_t url_len;
+    const char *fields; /* the events' fields: a JSON object's text, or fields_len 0 */
+    size_t fields_len;
+    const char *groups; /* asm_groups_to_display, "3,5", or groups_len 0 */
+    size_t groups_len;
+};
+
 /*
- * pipeline_meta_parse - split a token's data: *url and *url_len the url
- * part, and the metadata, if any, into opts (smtpapi_init'ed by the caller:
- * categories, unique_args, groups_to_display); 0, or -1 with why when the
- * metadata is not what pipeline_personalise writes.
+ * pipeline_meta_split - a token's data taken apart into m (pointing into
+ * data, nothing allocated); 0, or -1 with why when it is not what
+ * pipeline_personalise writes
  */
-int pipeline_meta_parse(const unsigned char *data, size_t len, const char **url,
-                        size_t *url_len, struct smtpapi_opts *opts, struct buf *why);
+int pipeline_meta_split(const unsigned char *data, size_t len, struct pipeline_meta *m,
+                        struct buf *why);
+
+/* pipeline_meta_groups - the groups to display into ids (at most max); how many */
+size_t pipeline_meta_groups(const struct pipeline_meta *m, uint32_t *ids, size_t max);
 
 /*
  * pipeline_event - what an event about this message carries besides the

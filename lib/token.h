@@ -55,9 +55,10 @@
  * WHAT THE PIPELINE PUTS IN (pipeline.h): unsubscribe and preferences
  * tokens name the message's group (0: unsubscribe from everything); a
  * click's data is the original link, byte for byte; every https token's
- * data may end with a NUL and the message's categories, unique_args (up to
- * PIPELINE_META_MAX bytes of JSON) and asm_groups_to_display, so that
- * sgtrackd answers and records events with no state of its own.
+ * data may go on with a NUL and the fields the message's events carry
+ * (category, unique_args: a JSON object of at most PIPELINE_META_MAX
+ * bytes) and its asm_groups_to_display, so that sgtrackd answers and
+ * records events with no state of its own (pipeline_meta_split).
  *
  * URL LENGTH.  A token is 4/3 of (40 + tenant + message + recipient + data)
  * characters, about (123 for the unsubscribe token above): a click on a

@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "mymalloc.h"
+#include "pipeline.h"
 #include "token.h"
 
 /* read_all - the whole file into out; 0, 1 when it does not exist, -1 */
@@ -156,8 +157,9 @@ static int cmd_decode(struct cli *c, int argc, char **argv)
     struct token t;
     struct buf why;
     json_t *o, *meta;
-    const unsigned char *nul;
-    size_t ulen;
+    struct pipeline_meta m;
+    uint32_t groups[SMTPAPI_MAX_GROUPS_TO_DISPLAY];
+    size_t ngroups = 0;
 
     if ((rc = cli_parse(c, argc, argv, opts, &pos, &npos)) != 0)
         return rc;
@@ -182,13 +184,22 @@ static int cmd_decode(struct cli *c, int argc, char **argv)
                       t.message ? t.message : "", "recipient",
                       t.recipient ? t.recipient : "", "group", (json_int_t)t.group,
                       "created", (json_int_t)t.created);
-        /* the url part, and the message's metadata (pipeline.h) */
-        nul = t.data ? memchr(t.data, 0, t.data_len) : NULL;
-        ulen = nul ? (size_t)(nul - t.data) : t.data_len;
-        if (ulen)
-            json_object_set_new(o, "data", json_stringn((char *)t.data, ulen));
-        if (nul && (meta = json_loadb((char *)nul + 1, t.data_len - ulen - 1, 0, NULL)))
-            json_object_set_new(o, "meta", meta);
+        /* the url part, and what the tracker needs of the message (pipeline.h) */
+        if (pipeline_meta_split(t.data, t.data_len, &m, &why) < 0) {
+            json_object_set_new(o, "data", json_stringn((char *)t.data, t.data_len));
+        } else {
+            if (m.url_len)
+                json_object_set_new(o, "data", json_stringn(m.url, m.url_len));
+            if (m.fields_len && (meta = json_loadb(m.fields, m.fields_len, 0, NULL)))
+                json_object_set_new(o, "meta", meta);
+            if ((ngroups =
+                     pipeline_meta_groups(&m, groups, SMTPAPI_MAX_GROUPS_TO_DISPLAY))) {
+                json_t *a = json_array();
+                for (size_t i = 0; i < ngroups; i++)
+                    json_array_append_new(a, json_integer(groups[i]));
+                json_object_set_new(o, "groups_to_display", a);
+            }
+        }
         if (c->json) {
             cli_print_json(o);
         } else {
@@ -197,13 +208,16 @@ static int cmd_decode(struct cli *c, int argc, char **argv)
                    token_purpose_name(t.purpose), t.tenant, t.message ? t.message : "",
                    t.recipient ? t.recipient : "", t.group,
                    cli_fmt_time(t.created, when));
-            if (ulen)
-                printf("data:      %.*s\n", (int)ulen, (char *)t.data);
+            if ((meta = json_object_get(o, "data")) != NULL)
+                printf("data:      %s\n", json_string_value(meta));
             if ((meta = json_object_get(o, "meta")) != NULL) {
-                char *text = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+                char *text = json_dumps(meta, JSON_COMPACT);
                 printf("meta:      %s\n", text ? text : "?");
                 free(text);
             }
+            for (size_t i = 0; i < ngroups; i++)
+                printf("%s%u%s", i ? "," : "display:   ", groups[i],
+                       i + 1 < ngroups ? "" : "\n");
             json_decref(o);
         }
         token_release(&t);

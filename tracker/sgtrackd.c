@@ -170,9 +170,7 @@ struct ask {
     struct request *rq;
     struct state *st;
     struct token t;
-    struct smtpapi_opts meta; /* categories, unique_args, groups to display */
-    const char *url;          /* a click's link (not NUL-terminated) */
-    size_t url_len;
+    struct pipeline_meta meta; /* a click's link, the events' fields, groups to display */
     char ip[INET6_ADDRSTRLEN];
 };
 
@@ -222,23 +220,29 @@ static void client_ip(struct ask *a)
     }
 }
 
-/* record - the event of type for the token's recipient, with what the request says */
+/*
+ * record - the event of type for the token's recipient, with what the
+ * request says and the message's fields from the token (built as a line:
+ * clicks and opens are most of the events there are)
+ */
 static int record(struct ask *a, const char *type, uint32_t group, struct buf *why)
 {
     const char *ua = MHD_lookup_connection_value(a->conn, MHD_HEADER_KIND, "User-Agent");
-    json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s}", "event", type, "email",
-                           a->t.recipient, "tenant", a->t.tenant, "sg_message_id",
-                           a->t.message ? a->t.message : "", "ip", a->ip);
-    int rc;
+    const char *msgid = a->t.message ? a->t.message : "";
+    struct event_line l;
 
+    event_line_begin(&l, type, a->t.recipient, a->t.tenant);
+    event_line_str(&l, "sg_message_id", msgid, strlen(msgid));
+    event_line_str(&l, "ip", a->ip, strlen(a->ip));
     if (ua != NULL)
-        json_object_set_new(ev, "useragent", json_string(ua));
-    if (a->url != NULL && a->t.purpose == TOKEN_CLICK)
-        json_object_set_new(ev, "url", json_stringn(a->url, a->url_len));
-    pipeline_event(&a->meta, group, ev);
-    rc = event_record(a->st->store_dir, ev, why);
-    json_decref(ev);
-    return rc;
+        event_line_str(&l, "useragent", ua, strlen(ua));
+    if (a->t.purpose == TOKEN_CLICK)
+        event_line_str(&l, "url", a->meta.url, a->meta.url_len);
+    if (group != 0)
+        event_line_int(&l, "asm_group_id", group);
+    if (a->meta.fields_len > 2) /* the object's members, without its braces */
+        event_line_members(&l, a->meta.fields + 1, a->meta.fields_len - 2);
+    return event_line_end(a->st->store_dir, &l, why);
 }
 
 /* queue - answer with r (released here) and the headers every answer has */
@@ -460,7 +464,7 @@ static MHD_RESULT click(struct ask *a, int head)
     struct buf why, loc;
     MHD_RESULT rc;
 
-    if (a->url_len == 0)
+    if (a->meta.url_len == 0)
         return MHD_queue_response(a->conn, MHD_HTTP_NOT_FOUND, not_found);
     buf_init(&why, 128);
     if (!head && record(a, "click", a->t.group, &why) < 0) {
@@ -470,10 +474,10 @@ static MHD_RESULT click(struct ask *a, int head)
     }
     buf_release(&why);
     /* a URL parser drops tabs and newlines; a header cannot carry them */
-    buf_init(&loc, a->url_len + 1);
-    for (size_t i = 0; i < a->url_len; i++)
-        if (a->url[i] != '\t' && a->url[i] != '\r' && a->url[i] != '\n')
-            buf_putc(&loc, a->url[i]);
+    buf_init(&loc, a->meta.url_len + 1);
+    for (size_t i = 0; i < a->meta.url_len; i++)
+        if (a->meta.url[i] != '\t' && a->meta.url[i] != '\r' && a->meta.url[i] != '\n')
+            buf_putc(&loc, a->meta.url[i]);
     r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, buf_str(&loc)) == MHD_NO) {
         MHD_destroy_response(r);
@@ -614,13 +618,14 @@ static int shown_add(const struct store_group *grp, void *ctx)
 static int shown_groups(struct ask *a, struct shown *s, struct buf *why)
 {
     struct store_group g;
+    uint32_t ids[SMTPAPI_MAX_GROUPS_TO_DISPLAY];
+    size_t n = pipeline_meta_groups(&a->meta, ids, SMTPAPI_MAX_GROUPS_TO_DISPLAY);
     int rc;
 
-    if (a->meta.n_groups_to_display == 0)
+    if (n == 0)
         return store_group_list(a->st->store, a->t.tenant, shown_add, s, why);
-    for (size_t i = 0; i < a->meta.n_groups_to_display; i++) {
-        if ((rc = store_group_get(a->st->store, a->t.tenant,
-                                  (uint32_t)a->meta.groups_to_display[i], &g, why)) < 0)
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = store_group_get(a->st->store, a->t.tenant, ids[i], &g, why)) < 0)
             return -1;
         if (rc > 0)
             shown_add(&g, s);
@@ -818,12 +823,10 @@ static MHD_RESULT answer(struct MHD_Connection *conn, struct request *rq, const 
     a.conn = conn;
     a.rq = rq;
     a.st = rq->st;
-    smtpapi_init(&a.meta);
     buf_init(&why, 128);
     if (token_decode(a.st->keys, url + 3, len, &a.t, &why) < 0 ||
         a.t.purpose != kinds[i].purpose || a.t.recipient == NULL || !a.t.recipient[0] ||
-        pipeline_meta_parse(a.t.data, a.t.data_len, &a.url, &a.url_len, &a.meta, &why) <
-            0) {
+        pipeline_meta_split(a.t.data, a.t.data_len, &a.meta, &why) < 0) {
         msg_debug("/%c/: %s", url[1], buf_len(&why) ? buf_str(&why) : "another purpose");
         rc = MHD_queue_response(conn, MHD_HTTP_NOT_FOUND, not_found);
         goto out;
@@ -845,7 +848,6 @@ static MHD_RESULT answer(struct MHD_Connection *conn, struct request *rq, const 
     }
 out:
     token_release(&a.t);
-    smtpapi_free(&a.meta);
     buf_release(&why);
     return rc;
 }
@@ -1065,9 +1067,9 @@ int main(int argc, char **argv)
     if (threads == 0 && (threads = sysconf(_SC_NPROCESSORS_ONLN)) < 1)
         threads = 1;
     d = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_LIMIT,
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        handle, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
+        fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)conf_int(current->conf, "tracker.max_connections"),
         MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)conf_duration(current->conf, "tracker.timeout"),

@@ -648,22 +648,35 @@ static void test_tracking(void **state)
     buf_release(&ch.body);
 }
 
+/* meta_field - a field of the metadata's object, parsed (a new reference) */
+static json_t *meta_field(const struct pipeline_meta *m, const char *key)
+{
+    json_t *o = json_loadb(m->fields, m->fields_len, 0, NULL), *v;
+
+    assert_non_null(o);
+    v = json_incref(json_object_get(o, key));
+    json_decref(o);
+    return v;
+}
+
 /*
- * the message's metadata in its tokens (pipeline_meta_parse): a click's
- * link then categories, unique_args and groups to display; unique_args too
- * long are left out; the mailto token carries none; malformed metadata is
- * refused
+ * what the tracker needs of the message, in its tokens (pipeline_meta_split):
+ * a click's link, then the events' fields (categories, the unique_args not
+ * clashing with sendguard's fields) and the groups to display; unique_args
+ * too long are left out; the mailto token carries none; malformed metadata
+ * is refused
  */
 static void test_meta(void **state)
 {
     struct fx fx;
-    struct smtpapi_opts o, m;
+    struct smtpapi_opts o;
     struct pipeline_copy c = {"default", "Q8", "a@example.org", 0, &o};
+    struct pipeline_meta m;
     struct buf out, html, tok, why, keytext, big;
     struct token t;
     struct token_keys *keys;
-    const char *url;
-    size_t url_len;
+    uint32_t ids[4];
+    json_t *v;
     long groups[] = {3, 5};
     const char msg[] =
         "From: Shop <news@shop.example>\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
@@ -684,7 +697,7 @@ static void test_meta(void **state)
     o.n_categories = 2;
     o.groups_to_display = groups;
     o.n_groups_to_display = 2;
-    o.unique_args = json_pack("{s:s}", "user_id", "42");
+    o.unique_args = json_pack("{s:s,s:s}", "user_id", "42", "url", "forged");
     open_fx(&fx, "", 1);
     c.group = fx.group;
     buf_puts(&keytext, key_text);
@@ -695,24 +708,28 @@ static void test_meta(void **state)
     html_of(&out, &html);
     assert_true(first_token(html.data, "href=\"https://t.example.net/sg/c/", &tok));
     assert_int_equal(token_decode(keys, tok.data, tok.len, &t, &why), 0);
-    smtpapi_init(&m);
-    assert_int_equal(pipeline_meta_parse(t.data, t.data_len, &url, &url_len, &m, &why),
-                     0);
-    assert_int_equal(url_len, strlen("https://shop.example/x"));
-    assert_memory_equal(url, "https://shop.example/x", url_len);
-    assert_int_equal(m.n_categories, 2);
-    assert_string_equal(m.categories[1], "winter");
-    assert_int_equal(m.n_groups_to_display, 2);
-    assert_int_equal(m.groups_to_display[1], 5);
-    assert_string_equal(json_string_value(json_object_get(m.unique_args, "user_id")),
-                        "42");
-    smtpapi_free(&m);
+    assert_int_equal(pipeline_meta_split(t.data, t.data_len, &m, &why), 0);
+    assert_int_equal(m.url_len, strlen("https://shop.example/x"));
+    assert_memory_equal(m.url, "https://shop.example/x", m.url_len);
+    v = meta_field(&m, "category");
+    assert_int_equal(json_array_size(v), 2);
+    assert_string_equal(json_string_value(json_array_get(v, 1)), "winter");
+    json_decref(v);
+    v = meta_field(&m, "user_id");
+    assert_string_equal(json_string_value(v), "42");
+    json_decref(v);
+    assert_null(meta_field(&m, "url")); /* a field of ours: never the sender's */
+    assert_int_equal(pipeline_meta_groups(&m, ids, 4), 2);
+    assert_int_equal(ids[0], 3);
+    assert_int_equal(ids[1], 5);
+    assert_int_equal(pipeline_meta_groups(&m, ids, 1), 1);
     token_release(&t);
     /* the https unsubscribe token has it, the mailto one not */
     assert_true(first_token(out.data, "<https://t.example.net/sg/u/", &tok));
     assert_int_equal(token_decode(keys, tok.data, tok.len, &t, &why), 0);
-    assert_non_null(t.data);
-    assert_int_equal(t.data[0], 0);
+    assert_int_equal(pipeline_meta_split(t.data, t.data_len, &m, &why), 0);
+    assert_int_equal(m.url_len, 0);
+    assert_true(m.fields_len > 0 && m.groups_len > 0);
     token_release(&t);
     assert_true(first_token(out.data, "<mailto:unsubscribe+", &tok));
     buf_truncate(&tok, (size_t)(strchr(tok.data, '@') - tok.data));
@@ -728,30 +745,28 @@ static void test_meta(void **state)
     html_of(&out, &html);
     assert_true(first_token(html.data, "href=\"https://t.example.net/sg/c/", &tok));
     assert_int_equal(token_decode(keys, tok.data, tok.len, &t, &why), 0);
-    smtpapi_init(&m);
-    assert_int_equal(pipeline_meta_parse(t.data, t.data_len, &url, &url_len, &m, &why),
-                     0);
-    assert_null(m.unique_args);
-    assert_int_equal(m.n_categories, 2);
-    smtpapi_free(&m);
+    assert_int_equal(pipeline_meta_split(t.data, t.data_len, &m, &why), 0);
+    assert_null(meta_field(&m, "user_id"));
+    v = meta_field(&m, "category");
+    assert_int_equal(json_array_size(v), 2);
+    json_decref(v);
     token_release(&t);
     /* no metadata at all: the link alone; malformed metadata refused */
-    smtpapi_init(&m);
-    assert_int_equal(pipeline_meta_parse((const unsigned char *)"https://a", 9, &url,
-                                         &url_len, &m, &why),
+    assert_int_equal(pipeline_meta_split((const unsigned char *)"https://a", 9, &m, &why),
                      0);
-    assert_int_equal(url_len, 9);
-    assert_null(m.categories);
-    assert_int_equal(pipeline_meta_parse((const unsigned char *)"u\0{\"c\":[1]}", 11,
-                                         &url, &url_len, &m, &why),
+    assert_int_equal(m.url_len, 9);
+    assert_int_equal(m.fields_len + m.groups_len, 0);
+    assert_int_equal(pipeline_meta_split((const unsigned char *)"u\0[]", 4, &m, &why),
                      -1);
-    assert_int_equal(pipeline_meta_parse((const unsigned char *)"u\0{\"d\":[0]}", 11,
-                                         &url, &url_len, &m, &why),
+    assert_int_equal(pipeline_meta_split((const unsigned char *)"u\0{\0x", 5, &m, &why),
                      -1);
-    assert_int_equal(
-        pipeline_meta_parse((const unsigned char *)"u\0[]", 4, &url, &url_len, &m, &why),
-        -1);
-    assert_null(m.categories);
+    assert_int_equal(pipeline_meta_split((const unsigned char *)"u\0\0", 3, &m, &why),
+                     -1);
+    assert_int_equal(pipeline_meta_split((const unsigned char *)"u\0\0"
+                                                                "3,5",
+                                         6, &m, &why),
+                     0);
+    assert_int_equal(pipeline_meta_groups(&m, ids, 4), 2);
     json_decref(o.unique_args);
     token_keys_free(keys);
     close_fx(&fx);
