@@ -45,6 +45,8 @@ struct event_thread {
     unsigned char rnd[ID_LEN * ID_BATCH];
     size_t used; /* bytes handed out; sizeof(rnd): empty */
     char *path;  /* the open file's path, NULL: none */
+    char *dir;   /* its store directory */
+    int64_t day; /* the unix time its day begins */
     int fd;
     dev_t dev;
     ino_t ino;
@@ -120,24 +122,28 @@ static void drop_file(struct event_thread *et)
         close(et->fd);
     et->fd = -1;
     myfree(et->path);
-    et->path = NULL;
+    myfree(et->dir);
+    et->path = et->dir = NULL;
 }
 
 /*
- * day_file - a descriptor appending to path: the thread's open one while
- * path still names that file (checked when a second has passed since the
- * last check), else path opened (its directory made when missing); -1 with
- * why filled
+ * day_file - a descriptor appending to the log of ts's day in store_dir:
+ * the thread's open one while its path still names that file (checked when
+ * a second has passed since the last check), else the file opened (its
+ * directory made when missing); -1 with why filled
  */
-static int day_file(struct event_thread *et, const struct buf *path, size_t day_len,
+static int day_file(struct event_thread *et, const char *store_dir, int64_t ts,
                     struct buf *why)
 {
     struct timespec now;
     struct stat st;
+    struct buf path;
+    char day[11];
     int fd;
 
     clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-    if (et->path != NULL && strcmp(et->path, buf_str(path)) == 0) {
+    if (et->fd >= 0 && ts >= et->day && ts - et->day < 86400 &&
+        strcmp(et->dir, store_dir) == 0) {
         if (now.tv_sec == et->checked)
             return et->fd;
         if (stat(et->path, &st) == 0 && st.st_dev == et->dev && st.st_ino == et->ino) {
@@ -146,31 +152,39 @@ static int day_file(struct event_thread *et, const struct buf *path, size_t day_
         }
     }
     drop_file(et);
-    fd = open(buf_str(path), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0660);
+    event_day(ts, day);
+    buf_init(&path, 128);
+    buf_setf(&path, "%s/events/%s.jsonl", store_dir, day);
+    fd = open(buf_str(&path), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0660);
     if (fd < 0 && errno == ENOENT) {
         /* the first event: the directory is made (a system call less for the
          * others), the group's: every process of the sendguard group appends
          * (sgrelay(8)) */
-        char *dir = mystrndup(path->data, path->len - day_len - 7);
+        char *dir = mystrndup(path.data, path.len - strlen(day) - 7);
         if (mkdir(dir, 02770) < 0 && errno != EEXIST) {
             buf_error(why, "cannot create %s: %s", dir, strerror(errno));
             myfree(dir);
+            buf_release(&path);
             return -1;
         }
         myfree(dir);
-        fd = open(buf_str(path), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0660);
+        fd = open(buf_str(&path), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0660);
     }
     if (fd < 0 || fstat(fd, &st) < 0) {
-        buf_error(why, "cannot open %s: %s", buf_str(path), strerror(errno));
+        buf_error(why, "cannot open %s: %s", buf_str(&path), strerror(errno));
         if (fd >= 0)
             close(fd);
+        buf_release(&path);
         return -1;
     }
     et->fd = fd;
-    et->path = mystrdup(buf_str(path));
+    et->path = buf_steal(&path);
+    et->dir = mystrdup(store_dir);
+    et->day = ts - ts % 86400; /* event times are after 1970 */
     et->dev = st.st_dev;
     et->ino = st.st_ino;
     et->checked = now.tv_sec;
+    buf_release(&path);
     return fd;
 }
 
@@ -182,30 +196,22 @@ static int append_line(const char *store_dir, int64_t ts, const char *line, size
                        struct buf *why)
 {
     struct event_thread *et = thread_state();
-    struct buf path;
-    char day[11];
-    int fd, rc = -1;
+    int fd;
     ssize_t n;
 
     if (len > EVENT_LINE_MAX)
         return buf_error(why, "event of %zu bytes is over the limit", len - 1);
-    event_day(ts, day);
-    buf_init(&path, 128);
-    buf_setf(&path, "%s/events/%s.jsonl", store_dir, day);
-    if ((fd = day_file(et, &path, strlen(day), why)) < 0)
-        goto out;
+    if ((fd = day_file(et, store_dir, ts, why)) < 0)
+        return -1;
     while ((n = write(fd, line, len)) < 0 && errno == EINTR)
         ;
     if (n != (ssize_t)len) {
-        buf_error(why, "cannot append to %s: %s", buf_str(&path),
+        buf_error(why, "cannot append to %s: %s", et->path,
                   n < 0 ? strerror(errno) : "short write");
         drop_file(et); /* opened afresh next time */
-        goto out;
+        return -1;
     }
-    rc = 0;
-out:
-    buf_release(&path);
-    return rc;
+    return 0;
 }
 
 /* event_record - see event.h */
@@ -266,6 +272,30 @@ static void json_str(struct buf *out, const char *s, size_t len)
     buf_putc(out, '"');
 }
 
+/* put_key - ,"key": */
+static void put_key(struct buf *out, const char *key)
+{
+    buf_puts(out, ",\"");
+    buf_puts(out, key);
+    buf_puts(out, "\":");
+}
+
+/* put_int - v in decimal */
+static void put_int(struct buf *out, long long v)
+{
+    char digits[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    do
+        digits[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        buf_putc(out, '-');
+    while (n > 0)
+        buf_putc(out, digits[--n]);
+}
+
 /* event_line_begin - see event.h */
 void event_line_begin(struct event_line *l, const char *type, const char *email,
                       const char *tenant)
@@ -277,25 +307,28 @@ void event_line_begin(struct event_line *l, const char *type, const char *email,
     event_new_id(thread_state(), id);
     buf_puts(&l->text, "{\"event\":");
     json_str(&l->text, type, strlen(type));
-    buf_puts(&l->text, ",\"email\":");
+    put_key(&l->text, "email");
     json_str(&l->text, email, strlen(email));
-    buf_puts(&l->text, ",\"tenant\":");
+    put_key(&l->text, "tenant");
     json_str(&l->text, tenant, strlen(tenant));
-    buf_printf(&l->text, ",\"timestamp\":%lld,\"sg_event_id\":\"%s\"", (long long)l->ts,
-               id);
+    put_key(&l->text, "timestamp");
+    put_int(&l->text, (long long)l->ts);
+    put_key(&l->text, "sg_event_id");
+    json_str(&l->text, id, ID_LEN);
 }
 
 /* event_line_str - see event.h */
 void event_line_str(struct event_line *l, const char *key, const char *val, size_t len)
 {
-    buf_printf(&l->text, ",\"%s\":", key);
+    put_key(&l->text, key);
     json_str(&l->text, val, len);
 }
 
 /* event_line_int - see event.h */
 void event_line_int(struct event_line *l, const char *key, long long v)
 {
-    buf_printf(&l->text, ",\"%s\":%lld", key, v);
+    put_key(&l->text, key);
+    put_int(&l->text, v);
 }
 
 /* event_line_members - see event.h */

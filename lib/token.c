@@ -97,8 +97,9 @@ static int algs_ready(struct buf *why)
 }
 
 /*
- * Per thread, for token_encode's speed (a newsletter's links make dozens of
- * tokens): one cipher context, reused, and random nonces drawn from
+ * Per thread, for speed (a newsletter's links make dozens of tokens, the
+ * tracker decodes one per click): one cipher context, reused by
+ * token_encode and token_decode, and random nonces drawn from
  * OpenSSL in batches (each RAND_bytes call costs more than the encryption:
  * OpenSSL checks its process id on each).  A child after fork() drops its
  * batch, or parent and child would use the same nonces.
@@ -673,16 +674,15 @@ static unsigned char *decrypt(const struct token_key *k, unsigned char *raw, siz
     unsigned char *ct = raw + HEAD_LEN + NONCE_LEN, *tag = raw + len - TAG_LEN;
     size_t ctlen = len - HEAD_LEN - NONCE_LEN - TAG_LEN;
     unsigned char *plain = mymalloc(ctlen);
-    EVP_CIPHER_CTX *ctx;
+    EVP_CIPHER_CTX *ctx = thread_state()->ctx; /* the thread's, as for encoding */
     int n, fin, ok;
 
-    ok = (ctx = EVP_CIPHER_CTX_new()) != NULL &&
+    ok = ctx != NULL &&
          EVP_DecryptInit_ex2(ctx, aead_cipher, k->aead, raw + HEAD_LEN, NULL) == 1 &&
          EVP_DecryptUpdate(ctx, NULL, &n, raw, HEAD_LEN) == 1 &&
          EVP_DecryptUpdate(ctx, plain, &n, ct, (int)ctlen) == 1 && (size_t)n == ctlen &&
          EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_LEN, tag) == 1 &&
          EVP_DecryptFinal_ex(ctx, plain + n, &fin) == 1 && fin == 0;
-    EVP_CIPHER_CTX_free(ctx);
     if (!ok) {
         myfree(plain);
         return NULL;
