@@ -38,7 +38,6 @@ try:
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError as e:
     print(f"tracker_pages.py: SKIP: no selenium ({e}); apt-get install python3-selenium")
@@ -311,7 +310,18 @@ def click(d, button):
     """click a button and wait for the page its form answers"""
     old = d.find_element(By.TAG_NAME, "html")
     button.click()
-    WebDriverWait(d, 10).until(EC.staleness_of(old))
+
+    def gone(_):
+        # the old page's element stale: chromedriver says so either with
+        # StaleElementReferenceException (what staleness_of catches) or,
+        # now and then, with "Node with given id does not belong to the
+        # document", a plain WebDriverException
+        try:
+            old.is_enabled()
+            return False
+        except WebDriverException:
+            return True
+    WebDriverWait(d, 10).until(gone)
     WebDriverWait(d, 10).until(lambda x: x.execute_script("return document.readyState") ==
                                "complete")
 
