@@ -401,10 +401,18 @@ int mime_decode(enum mime_cte cte, const char *in, size_t len, struct buf *out)
         char *o = out->data + out->len;
         size_t i = 0;
         while (i < len) {
-            /* a run of plain bytes at once */
+            /* a run of plain bytes at once; a blank inside it (one a byte
+             * other than a blank or CR follows) is plain too */
             size_t r = i;
-            while (r < len && in[r] != '=' && in[r] != ' ' && in[r] != '\t')
+            while (r < len) {
+                char c = in[r];
+                if (c == '=')
+                    break;
+                if ((c == ' ' || c == '\t') && (r + 1 == len || in[r + 1] == ' ' ||
+                                                in[r + 1] == '\t' || in[r + 1] == '\r'))
+                    break;
                 r++;
+            }
             memcpy(o, in + i, r - i);
             o += r - i;
             if ((i = r) >= len)
@@ -491,6 +499,19 @@ static void qp_encode(const unsigned char *s, size_t n, struct buf *out)
 
     for (size_t i = 0; i < n; i++) {
         int c = s[i];
+        /* a run of bytes that stand for themselves, as far as the line has
+         * room for them and a soft break (the general case below does the
+         * rest, the line's last column included) */
+        if (c >= 33 && c <= 126 && c != '=' && col < 75) {
+            size_t r = i + 1, lim = i + (75 - col) < n ? i + (75 - col) : n;
+            while (r < lim && s[r] >= 33 && s[r] <= 126 && s[r] != '=')
+                r++;
+            memcpy(o, s + i, r - i);
+            o += r - i;
+            col += r - i;
+            i = r - 1;
+            continue;
+        }
         if (c == '\r' && i + 1 < n && s[i + 1] == '\n') {
             *o++ = '\r';
             *o++ = '\n';
