@@ -1066,10 +1066,15 @@ int main(int argc, char **argv)
     threads = conf_int(current->conf, "tracker.threads");
     if (threads == 0 && (threads = sysconf(_SC_NPROCESSORS_ONLN)) < 1)
         threads = 1;
+    /* a pool only of two threads or more (libmicrohttpd warns about one) */
+    struct MHD_OptionItem pool[] = {
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads,
+         NULL},
+        {MHD_OPTION_END, 0, NULL}};
     d = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         handle, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
-        fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_LIMIT,
+        fd, MHD_OPTION_ARRAY, pool, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)conf_int(current->conf, "tracker.max_connections"),
         MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)conf_duration(current->conf, "tracker.timeout"),
@@ -1079,7 +1084,7 @@ int main(int argc, char **argv)
         keep_escapes, NULL, MHD_OPTION_END);
     if (d == NULL)
         msg_fatal_status(EX_SOFTWARE, "cannot start the HTTP server");
-    msg_info("listening on %s (%lld threads)",
+    msg_info("listening on %s (%lld thread(s))",
              conf_string(current->conf, "tracker.listen"), threads);
     for (;;) {
         if (sigwait(&mask, &sig) != 0)
