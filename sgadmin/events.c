@@ -59,14 +59,25 @@ static int cmd_list(struct cli *c, int argc, char **argv)
     } else if (c->json) {
         cli_print_json(json_incref(rows));
     } else {
-        static const char *const k[] = {"created", "event", "email", "reason", NULL};
-        static const char *const h[] = {"TIME (UTC)", "EVENT", "EMAIL", "REASON", NULL};
+        static const char *const k[] = {"created", "event", "email", "detail", NULL};
+        static const char *const h[] = {"TIME (UTC)", "EVENT", "EMAIL", "DETAIL", NULL};
         size_t i;
         json_t *ev;
 
-        /* the table's time column is "created" */
-        json_array_foreach (rows, i, ev)
+        /* the table's time column is "created"; its detail the reason, else
+         * a click's link, else the group */
+        json_array_foreach (rows, i, ev) {
+            json_t *d = json_object_get(ev, "reason");
             json_object_set(ev, "created", json_object_get(ev, "timestamp"));
+            if (!json_is_string(d))
+                d = json_object_get(ev, "url");
+            if (json_is_string(d))
+                json_object_set(ev, "detail", d);
+            else if (json_is_integer(d = json_object_get(ev, "asm_group_id")))
+                json_object_set_new(
+                    ev, "detail",
+                    json_sprintf("group %" JSON_INTEGER_FORMAT, json_integer_value(d)));
+        }
         cli_print_table(rows, k, h);
     }
     if (skipped)
