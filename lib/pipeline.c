@@ -46,7 +46,18 @@ struct pipeline {
     } * defaults;
     size_t ndefaults, capdefaults;
     uint64_t defaults_gen;
+    /* each tenant's configured tracking filters (tracking.*), read once:
+     * tfilters[0] is the top level's (tenant "default" and any unknown) */
+    struct tenant_filters {
+        const char *tenant;       /* the configuration's string */
+        struct smtpapi_opts base; /* its filters (empty texts: NULL) */
+        int any;                  /* a filter on, or a text set */
+        int tracks;               /* a filter that rewrites text on */
+    } * tfilters;
+    size_t ntfilters;
 };
+
+static void tenant_filters_load(struct pipeline *p);
 
 /* url_base - tracker.url checked: https, a host, no query or fragment */
 static int url_base(const char *conf_url, const char *domain, char **out, struct buf *why)
@@ -124,6 +135,7 @@ struct pipeline *pipeline_new(const struct conf *conf, struct store *st,
     }
     p->keys = token_keys_load(conf_string(conf, "secrets.token_key_file"), &p->keys_why);
     p->keyring = dkim_keyring_new(st, conf_string(conf, "dkim.default_domain"));
+    tenant_filters_load(p);
     return p;
 }
 
@@ -143,6 +155,9 @@ void pipeline_free(struct pipeline *p)
     for (size_t i = 0; i < p->ndefaults; i++)
         myfree(p->defaults[i].tenant);
     myfree(p->defaults);
+    for (size_t i = 0; i < p->ntfilters; i++)
+        smtpapi_free(&p->tfilters[i].base);
+    myfree(p->tfilters);
     pthread_mutex_destroy(&p->lock);
     myfree(p);
 }
@@ -219,27 +234,6 @@ static const struct scoped_flag scoped_strings[] = {
 };
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
-/* pipeline_tenant_options - see pipeline.h */
-void pipeline_tenant_options(const struct conf *conf, const char *tenant,
-                             struct smtpapi_opts *opts)
-{
-    struct smtpapi_opts base;
-    char *f;
-
-    smtpapi_init(&base);
-    f = (char *)&base.filters;
-    for (size_t i = 0; i < N_OF(scoped_flags); i++)
-        *(int *)(f + scoped_flags[i].off) =
-            conf_tenant_bool(conf, tenant, scoped_flags[i].path);
-    for (size_t i = 0; i < N_OF(scoped_strings); i++) {
-        const char *v = conf_tenant_string(conf, tenant, scoped_strings[i].path);
-        *(char **)(f + scoped_strings[i].off) = *v ? mystrdup(v) : NULL;
-    }
-    smtpapi_merge(&base, opts); /* the message's own settings win */
-    smtpapi_free(opts);
-    *opts = base;
-}
-
 /* filters_track - does a filter rewrite a message's text? */
 static int filters_track(const struct smtpapi_filters *f)
 {
@@ -247,17 +241,68 @@ static int filters_track(const struct smtpapi_filters *f)
            smtpapi_is_on(f->subscriptiontrack.enable) || smtpapi_is_on(f->footer.enable);
 }
 
-/* tenant_tracks - does the tenant track by default (then bodies may change)? */
-static int tenant_tracks(const struct conf *conf, const char *tenant)
+/* tenant_filters_add - the tracking filters the configuration gives tenant */
+static void tenant_filters_add(struct pipeline *p, const char *tenant)
 {
-    struct smtpapi_opts o;
-    int rc;
+    struct tenant_filters *tf = &p->tfilters[p->ntfilters++];
+    char *f = (char *)&tf->base.filters;
 
-    smtpapi_init(&o);
-    pipeline_tenant_options(conf, tenant, &o);
-    rc = filters_track(&o.filters);
-    smtpapi_free(&o);
-    return rc;
+    tf->tenant = tenant;
+    smtpapi_init(&tf->base);
+    for (size_t i = 0; i < N_OF(scoped_flags); i++) {
+        int on = conf_tenant_bool(p->conf, tenant, scoped_flags[i].path);
+        *(int *)(f + scoped_flags[i].off) = on;
+        tf->any |= on;
+    }
+    for (size_t i = 0; i < N_OF(scoped_strings); i++) {
+        const char *v = conf_tenant_string(p->conf, tenant, scoped_strings[i].path);
+        *(char **)(f + scoped_strings[i].off) = *v ? mystrdup(v) : NULL;
+        tf->any |= *v != 0;
+    }
+    tf->tracks = filters_track(&tf->base.filters);
+}
+
+/* tenant_filters_load - every tenant's, the top level's first */
+static void tenant_filters_load(struct pipeline *p)
+{
+    const config_setting_t *list = conf_setting(p->conf, "tenants");
+    int n = list ? config_setting_length(list) : 0;
+
+    p->tfilters = mycalloc((size_t)n + 1, sizeof(*p->tfilters));
+    tenant_filters_add(p, STORE_DEFAULT_TENANT);
+    for (int i = 0; i < n; i++) {
+        const char *name = NULL;
+        config_setting_lookup_string(config_setting_get_elem(list, (unsigned)i), "name",
+                                     &name);
+        if (name != NULL)
+            tenant_filters_add(p, name);
+    }
+}
+
+/* tenant_filters - the tenant's, else the top level's */
+static const struct tenant_filters *tenant_filters(const struct pipeline *p,
+                                                   const char *tenant)
+{
+    for (size_t i = 1; tenant && i < p->ntfilters; i++)
+        if (strcmp(p->tfilters[i].tenant, tenant) == 0)
+            return &p->tfilters[i];
+    return &p->tfilters[0];
+}
+
+/* pipeline_tenant_options - see pipeline.h */
+void pipeline_tenant_options(const struct pipeline *p, const char *tenant,
+                             struct smtpapi_opts *opts)
+{
+    const struct tenant_filters *tf = tenant_filters(p, tenant);
+    struct smtpapi_opts merged;
+
+    if (!tf->any)
+        return; /* nothing configured: the message's own settings alone */
+    smtpapi_init(&merged);
+    smtpapi_merge(&merged, &tf->base);
+    smtpapi_merge(&merged, opts); /* the message's own settings win */
+    smtpapi_free(opts);
+    *opts = merged;
 }
 
 /* pipeline_decide - see pipeline.h */
@@ -866,7 +911,7 @@ int pipeline_may_change(struct pipeline *p, const char *tenant, const char *from
     }
     if (default_group(p, tenant, &group, &err) < 0 || group != 0)
         goto out; /* the tenant's default group: unsubscribe headers */
-    if (tenant_tracks(p->conf, tenant))
+    if (tenant_filters(p, tenant)->tracks)
         goto out; /* tracking rewrites the body */
     rc = 0;
 out:

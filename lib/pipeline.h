@@ -69,11 +69,12 @@ int pipeline_options_field(const struct conf *conf, const char *value, size_t le
 
 /*
  * pipeline_tenant_options - the tenant's configured tracking filters
- * (tracking.* in sendguard.conf, the tenant's own or the top level's) under
- * opts: every filter setting opts leaves unset takes the tenant's value.
- * Call it once the tenant is known, after pipeline_options.
+ * (tracking.* in sendguard.conf, the tenant's own or the top level's, read
+ * by pipeline_new) under opts: every filter setting opts leaves unset takes
+ * the tenant's value.  Call it once the tenant is known, after
+ * pipeline_options.
  */
-void pipeline_tenant_options(const struct conf *conf, const char *tenant,
+void pipeline_tenant_options(const struct pipeline *p, const char *tenant,
                              struct smtpapi_opts *opts);
 
 /* The decision for one recipient. */

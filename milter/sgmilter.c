@@ -868,7 +868,7 @@ static mfe_stat decide(struct mfe_ctx *ctx, struct msgctx *m)
         smtpapi_free(&opts);
         smtpapi_init(&opts);
     }
-    pipeline_tenant_options(st->conf, tenant, &opts);
+    pipeline_tenant_options(st->pl, tenant, &opts);
 
     /* every decision first: a store error changes nothing */
     d = mycalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*d));

@@ -811,7 +811,7 @@ static void plan(struct relay *r, struct pipeline *pl, struct spool_entry *e,
         goto out;
     }
     if (pl)
-        pipeline_tenant_options(r->conf, e->env.tenant, opts);
+        pipeline_tenant_options(pl, e->env.tenant, opts);
     first_attempt(r, e, opts);
     if (pl && decide(r, pl, e, opts, groups, &why) < 0) {
         msg_warn("%s: %s; mail stays queued", e->id, buf_str(&why));

@@ -63,7 +63,7 @@ int main(int argc, char **argv)
         goto out;
     }
     c.tenant = argc == 5 ? argv[4] : "default";
-    pipeline_tenant_options(conf, c.tenant, &opts);
+    pipeline_tenant_options(p, c.tenant, &opts);
     c.message = MESSAGE_ID;
     c.rcpt = argv[3];
     c.group = opts.asm_group_id > 0 ? (uint32_t)opts.asm_group_id : 0;

@@ -797,7 +797,7 @@ static void test_tenant_options(void **state)
         1);
     smtpapi_init(&o);
     assert_int_equal(pipeline_options_field(fx.conf, api, strlen(api), &o, &why), 0);
-    pipeline_tenant_options(fx.conf, "acme", &o);
+    pipeline_tenant_options(fx.p, "acme", &o);
     assert_int_equal(o.filters.clicktrack.enable, 0); /* the message's own */
     assert_int_equal(o.filters.opentrack.enable, 1);  /* the top level's */
     assert_int_equal(o.filters.footer.enable, 1);     /* the tenant's */
@@ -806,7 +806,7 @@ static void test_tenant_options(void **state)
     assert_int_equal(o.n_categories, 1);
     smtpapi_free(&o);
     smtpapi_init(&o);
-    pipeline_tenant_options(fx.conf, "default", &o);
+    pipeline_tenant_options(fx.p, "default", &o);
     assert_int_equal(o.filters.clicktrack.enable, 0);
     assert_int_equal(o.filters.opentrack.enable, 1);
     smtpapi_free(&o);
