@@ -628,6 +628,7 @@ static int rewrite_part(const struct mime_part *part, const struct buf *dec,
 
     if (strcmp(part->type, "text") != 0 || part->attachment)
         return 0;
+    u->env.charset = part->charset;
     if (strcmp(part->subtype, "html") == 0)
         return track_html(f, &u->env, dec->data, dec->len, next, &u->n, why);
     if (strcmp(part->subtype, "plain") == 0)

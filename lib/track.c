@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <iconv.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -138,6 +139,83 @@ static void put_crlf(struct buf *out, const char *s, size_t len)
             buf_putc(out, '\r');
         buf_putc(out, s[i]);
     }
+}
+
+/* utf8_char - the code point of the UTF-8 sequence at s (n bytes left) and its
+ * length into *len; U+FFFD and 1 for a byte that starts none */
+static unsigned utf8_char(const unsigned char *s, size_t n, size_t *len)
+{
+    unsigned c = s[0], need = c >= 0xf0 && c < 0xf5 ? 3
+                              : c >= 0xe0           ? 2
+                              : c >= 0xc2           ? 1
+                                                    : 0;
+
+    if (c < 0x80) {
+        *len = 1;
+        return c;
+    }
+    if (need == 0 || need >= n)
+        goto bad;
+    c &= 0x3f >> need;
+    for (unsigned i = 1; i <= need; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            goto bad;
+        c = c << 6 | (s[i] & 0x3f);
+    }
+    *len = need + 1;
+    return c;
+bad:
+    *len = 1;
+    return 0xfffd;
+}
+
+/*
+ * tail_charset - what was added to a part (tail, in UTF-8: the configured
+ * footers) put in the part's charset, see track_env
+ */
+static void tail_charset(struct buf *tail, const char *charset, int html)
+{
+    const unsigned char *s = (const unsigned char *)tail->data;
+    struct buf out;
+    size_t i, n;
+
+    if ((charset && (strcmp(charset, "utf-8") == 0 || strcmp(charset, "utf8") == 0)))
+        return;
+    for (i = 0; i < tail->len && s[i] < 0x80; i++)
+        ;
+    if (i == tail->len)
+        return; /* ASCII fits every charset */
+    buf_init(&out, tail->len * 2);
+    if (html) {
+        for (i = 0; i < tail->len; i += n) {
+            unsigned c = utf8_char(s + i, tail->len - i, &n);
+            if (c < 0x80)
+                buf_putc(&out, (int)c);
+            else
+                buf_printf(&out, "&#%u;", c);
+        }
+    } else {
+        iconv_t cd = iconv_open(charset && *charset ? charset : "us-ascii", "UTF-8");
+        for (i = 0; i < tail->len; i += n) {
+            unsigned c = utf8_char(s + i, tail->len - i, &n);
+            char conv[16], *in = (char *)s + i, *o = conv;
+            size_t il = n, ol = sizeof(conv);
+            if (c < 0x80) {
+                buf_putc(&out, (int)c);
+            } else if (cd != (iconv_t)-1 && c != 0xfffd &&
+                       iconv(cd, &in, &il, &o, &ol) != (size_t)-1 && il == 0) {
+                buf_append(&out, conv, sizeof(conv) - ol);
+            } else {
+                buf_putc(&out, '?'); /* the charset has no such character */
+                if (cd != (iconv_t)-1)
+                    iconv(cd, NULL, NULL, NULL, NULL);
+            }
+        }
+        if (cd != (iconv_t)-1)
+            iconv_close(cd);
+    }
+    buf_release(tail);
+    *tail = out;
 }
 
 /*
@@ -445,6 +523,7 @@ int track_html(const struct smtpapi_filters *f, const struct track_env *env,
     size_t at = doc.body_end >= 0 ? (size_t)doc.body_end : len;
     if (doc.body_end < 0 && len >= 2 && text[len - 2] == '\r' && text[len - 1] == '\n')
         at = len - 2; /* the part keeps its last line end */
+    tail_charset(&tail, env->charset, 1);
     rc = finish(&ed, &tail, at, text, len, out);
 out:
     links_release(&k);
@@ -576,6 +655,7 @@ int track_text(const struct smtpapi_filters *f, const struct track_env *env,
         buf_puts(&tail, "\r\n");
         n->footer = 1;
     }
+    tail_charset(&tail, env->charset, 0);
     rc = finish(&ed, &tail, len, text, len, out);
 out:
     links_release(&k);

@@ -43,6 +43,11 @@ struct track_env {
     int (*click)(void *ctx, const char *url, size_t len, struct buf *out,
                  struct buf *why);
     void *ctx;
+    /* the part's charset (lower case; NULL or empty: US-ASCII): the
+     * configured footers, written in UTF-8, are put in it (HTML: non-ASCII
+     * characters as &#N; references; text: converted by iconv, what it
+     * cannot is '?') */
+    const char *charset;
 };
 
 /* What a message's parts got, summed over them. */

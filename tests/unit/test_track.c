@@ -201,6 +201,44 @@ static void test_text(void **state)
     buf_release(&why);
 }
 
+/*
+ * the configured footers (UTF-8) put in the part's charset: HTML gets
+ * character references, text the charset's bytes or '?' where it has no
+ * such character; a UTF-8 part gets them as they are
+ */
+static void test_footer_charset(void **state)
+{
+    struct smtpapi_filters f = filters();
+    struct track_env e = env;
+    struct buf out, why;
+    struct track_count n = {0, 0, 0, 0, 0};
+    const char *text = "Hello\r\n";
+
+    (void)state;
+    buf_init(&out, 64);
+    buf_init(&why, 64);
+    f.footer.enable = 1;
+    f.footer.text_html = "<p>Gr\xc3\xbc\xc3\x9f"
+                         "e \xe2\x80\x93 Acme</p>";
+    f.footer.text_plain = "Gr\xc3\xbc\xc3\x9f"
+                          "e \xe2\x80\x93 Acme";
+    e.charset = "iso-8859-1";
+    assert_int_equal(track_html(&f, &e, "<body>x</body>", 14, &out, &n, &why), 1);
+    assert_string_equal(out.data, "<body>x<p>Gr&#252;&#223;e &#8211; Acme</p></body>");
+    assert_int_equal(track_text(&f, &e, text, strlen(text), &out, &n, &why), 1);
+    assert_string_equal(out.data, "Hello\r\n\r\n\r\nGr\xfc\xdf"
+                                  "e ? Acme\r\n");
+    e.charset = NULL; /* US-ASCII */
+    assert_int_equal(track_text(&f, &e, text, strlen(text), &out, &n, &why), 1);
+    assert_string_equal(out.data, "Hello\r\n\r\n\r\nGr??e ? Acme\r\n");
+    e.charset = "utf-8";
+    assert_int_equal(track_html(&f, &e, "<body>x</body>", 14, &out, &n, &why), 1);
+    assert_string_equal(out.data, "<body>x<p>Gr\xc3\xbc\xc3\x9f"
+                                  "e \xe2\x80\x93 Acme</p></body>");
+    buf_release(&out);
+    buf_release(&why);
+}
+
 static void test_nothing(void **state)
 {
     struct smtpapi_filters f = filters();
@@ -220,9 +258,13 @@ static void test_nothing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_clicks), cmocka_unit_test(test_limit),
-        cmocka_unit_test(test_utm),    cmocka_unit_test(test_pixel_and_footers),
-        cmocka_unit_test(test_text),   cmocka_unit_test(test_nothing),
+        cmocka_unit_test(test_clicks),
+        cmocka_unit_test(test_limit),
+        cmocka_unit_test(test_utm),
+        cmocka_unit_test(test_pixel_and_footers),
+        cmocka_unit_test(test_text),
+        cmocka_unit_test(test_nothing),
+        cmocka_unit_test(test_footer_charset),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
