@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fdio.h"
@@ -64,5 +65,17 @@ int fd_read_file(const char *path, struct buf *out, struct buf *why)
         return -1;
     }
     close(fd);
+    return 0;
+}
+
+/* fd_mkdir_shared - see fdio.h */
+int fd_mkdir_shared(const char *dir)
+{
+    struct stat st;
+
+    if (mkdir(dir, 0770) < 0)
+        return errno == EEXIST ? 0 : -1;
+    if (stat(dir, &st) == 0)
+        (void)chmod(dir, (st.st_mode & 07777) | S_ISGID);
     return 0;
 }

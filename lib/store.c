@@ -22,6 +22,7 @@
 
 #include <tcutil.h>
 
+#include "fdio.h"
 #include "mymalloc.h"
 #include "store.h"
 #include "store_backend.h"
@@ -180,6 +181,13 @@ static void key_count(struct buf *k, const char *tenant, char tag, uint32_t grou
     key_tenant(k, 'N', tenant);
     buf_putc(k, tag);
     put_be32(k, group);
+}
+
+/* key_soft - S tenant NUL key: an address's recent soft bounces */
+static void key_soft(struct buf *k, const char *tenant, const char *key, size_t klen)
+{
+    key_tenant(k, 'S', tenant);
+    buf_append(k, key, klen);
 }
 
 /* key_group - G tenant NUL id (in the entries and in the index) */
@@ -604,7 +612,7 @@ static int st_open_lockfile(const char *dir, const char *name, int flags, struct
 
     buf_init(&path, 128);
     buf_setf(&path, "%s/%s", dir, name);
-    fd = open(buf_str(&path), flags | O_CLOEXEC, 0640);
+    fd = open(buf_str(&path), flags | O_CLOEXEC, 0660);
     if (fd < 0)
         buf_error(why, "cannot open %s: %s", buf_str(&path), strerror(errno));
     buf_release(&path);
@@ -618,6 +626,7 @@ struct store *store_open(const char *dir, int mode, struct buf *why)
     int lockfd = -1, rw = (mode & STORE_WRITE) != 0;
     int create = rw && (mode & STORE_CREATE);
     struct stat sb;
+    mode_t lmode = 0660;
     struct store_db *db;
 
     st->dir = mystrdup(dir);
@@ -634,7 +643,8 @@ struct store *store_open(const char *dir, int mode, struct buf *why)
         myfree(st);
         return NULL;
     }
-    if (create && mkdir(dir, 0750) < 0 && errno != EEXIST) {
+    /* the group shares the stores: every sendguard program in it may write */
+    if (create && fd_mkdir_shared(dir) < 0) {
         buf_error(why, "cannot create store directory %s: %s", dir, strerror(errno));
         goto error;
     }
@@ -664,6 +674,8 @@ struct store *store_open(const char *dir, int mode, struct buf *why)
         st->shm_rw = lockfd >= 0;
     if (lockfd < 0)
         goto error;
+    if (fstat(lockfd, &sb) == 0)
+        lmode = sb.st_mode & 0777;
     if (fstat(lockfd, &sb) < 0 || sb.st_size < (off_t)sizeof(struct store_shm)) {
         if (!create) {
             buf_error(why, "store %s is not initialised (no valid %s)", dir,
@@ -697,7 +709,14 @@ struct store *store_open(const char *dir, int mode, struct buf *why)
             goto error;
         }
     }
-    if (rw) {
+    if (rw && !create && st->shm->dirty == 0) {
+        /*
+         * A writer that may not create: the databases are opened by its first
+         * transaction (which recovers them when a writer died), not here too,
+         * so a short-lived one (sgadmin ingest, once per message) pays for
+         * the open once
+         */
+    } else if (rw) {
         /* Create the databases, or recover them, under the exclusive lock. */
         if (st_lock_ex(st, why) < 0)
             goto error;
@@ -705,21 +724,27 @@ struct store *store_open(const char *dir, int mode, struct buf *why)
             st_unlock_ex(st);
             goto error;
         }
+        struct buf path;
+        struct stat dbst;
+        int fresh;
+
+        /* the databases made now get the lock file's mode (0660 less the
+         * umask, when it was made too); existing ones keep theirs */
+        buf_init(&path, 128);
+        buf_setf(&path, "%s/entries.tch", dir);
+        fresh = create && stat(buf_str(&path), &dbst) < 0 && errno == ENOENT;
         if ((db = st->be->open(dir, 1, create, why)) == NULL) {
+            buf_release(&path);
             st_unlock_ex(st);
             goto error;
         }
         st->be->close(db, NULL);
-        if (create) {
-            struct buf path;
-
-            buf_init(&path, 128);
-            buf_setf(&path, "%s/entries.tch", dir);
-            chmod(buf_str(&path), 0640);
+        if (fresh) {
+            chmod(buf_str(&path), lmode);
             buf_setf(&path, "%s/index.tcb", dir);
-            chmod(buf_str(&path), 0640);
-            buf_release(&path);
+            chmod(buf_str(&path), lmode);
         }
+        buf_release(&path);
         st_unlock_ex(st);
     } else {
         /* Open now, so that a missing or unreadable store is reported here. */
@@ -1365,10 +1390,77 @@ int store_remove(struct store *st, const char *tenant, enum store_list list,
         return -1;
     }
     rc = st_remove_key(st, tenant, list_tag[list], group, e.key.data, e.key.len, why);
+    if (rc >= 0 && list == STORE_BOUNCES) {
+        /* a bounce deleted forgets the soft bounces that led to it */
+        struct buf k;
+
+        buf_init(&k, 128);
+        key_soft(&k, tenant, e.key.data, e.key.len);
+        if (st->be->del(st->wdb, k.data, k.len, why) < 0)
+            rc = -1;
+        buf_release(&k);
+    }
     entry_free(&e);
     if (st_tx_leave(st, own, rc >= 0, why) < 0)
         return -1;
     return rc;
+}
+
+/* store_soft_bounce - see store.h */
+int store_soft_bounce(struct store *st, const char *tenant, const char *address,
+                      int64_t now, int64_t window, uint32_t tag, int *count,
+                      struct buf *why)
+{
+    struct entry e;
+    struct buf k, v, next;
+    int own, found, seen = 0, rc = -1;
+    size_t n = 0;
+
+    *count = 0;
+    if (entry_parse(&e, address, why) < 0)
+        return -1;
+    if (st_tx_enter(st, &own, why) < 0) {
+        entry_free(&e);
+        return -1;
+    }
+    buf_init(&k, 128);
+    buf_init(&v, 12 * STORE_SOFT_MAX);
+    buf_init(&next, 12 * STORE_SOFT_MAX);
+    key_soft(&k, tenant, e.key.data, e.key.len);
+    if ((found = st->be->get(st->wdb, k.data, k.len, &v, why)) < 0)
+        goto out;
+    /* 12 bytes each, oldest first: be64 time, be32 tag; the old ones dropped */
+    for (size_t off = 0; found > 0 && off + 12 <= v.len; off += 12) {
+        int64_t t = (int64_t)get_be64(v.data + off);
+        uint32_t g = get_be32(v.data + off + 8);
+
+        if (t <= now - window)
+            continue;
+        if (tag != 0 && g == tag)
+            seen = 1;
+        buf_append(&next, v.data + off, 12);
+        n++;
+    }
+    if (!seen) {
+        put_be64(&next, (uint64_t)now);
+        put_be32(&next, tag);
+        n++;
+    }
+    if (n > STORE_SOFT_MAX) {
+        memmove(next.data, next.data + 12 * (n - STORE_SOFT_MAX), 12 * STORE_SOFT_MAX);
+        buf_truncate(&next, 12 * STORE_SOFT_MAX);
+        n = STORE_SOFT_MAX;
+    }
+    if (st->be->put(st->wdb, k.data, k.len, next.data, next.len, why) < 0)
+        goto out;
+    *count = (int)n;
+    rc = 0;
+out:
+    buf_release(&k);
+    buf_release(&v);
+    buf_release(&next);
+    entry_free(&e);
+    return st_tx_leave(st, own, rc == 0, why) < 0 ? -1 : 0;
 }
 
 /* Bulk operations. */

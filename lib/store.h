@@ -18,12 +18,18 @@
  *     G tenant NUL group-id   -> a group (name, description)
  *     g tenant NUL lc(name)   -> group id, for unique names
  *     D tenant                -> id of the tenant's default group
+ *     S tenant NUL key        -> the address's recent soft bounces (times)
  *     Q tenant                -> last group id handed out
  *     K domain NUL selector   -> a DKIM key (algorithm, bits, path, created)
  *   index (B+ tree, derived)
  *     L tenant NUL tag group ~created key  -> listing order, newest first
  *     G tenant NUL group-id                -> groups in id order
  *     K domain NUL selector                -> DKIM keys in order
+ *
+ * The directory is made with mode 2770 and the files with 0660 (less the
+ * umask; a file that exists keeps its mode): the sendguard group shares the
+ * stores, and every program in it may write them (sgadmin, the relay's
+ * bounces, sgtrackd's unsubscribes, sgadmin ingest).
  *
  * A lookup is four hash gets (exact, domain, MD5, SHA-256) plus one for the
  * default group: measured ~1.5 us per miss and ~3 us per hit on a 1M-entry
@@ -240,6 +246,23 @@ int store_add(struct store *st, const char *tenant, enum store_list list, uint32
 /* store_remove - take an entry off a list; 1 removed, 0 was not there, -1 */
 int store_remove(struct store *st, const char *tenant, enum store_list list,
                  uint32_t group, const char *entry, struct buf *why);
+
+/*
+ * store_soft_bounce - note one soft bounce of an address (an address, not a
+ * domain or digest) at time now: *count gets how many it has had within
+ * window seconds before now, this one included (at most STORE_SOFT_MAX are
+ * kept).  A non-zero tag names the bounce (a hash of the report's
+ * Message-ID): one already noted with that tag is not counted again, so a
+ * report read twice counts once.  The history is kept beside the entry (S
+ * tenant NUL key, never listed) and forgotten when the address's bounce is
+ * removed; store_clear leaves the histories, which age out by themselves.
+ * The caller puts the address on the bounce list when the count says so
+ * (lib/feedback).  0, or -1 with why filled.
+ */
+#define STORE_SOFT_MAX 32
+int store_soft_bounce(struct store *st, const char *tenant, const char *address,
+                      int64_t now, int64_t window, uint32_t tag, int *count,
+                      struct buf *why);
 
 /* store_clear - remove every entry of a list; returns the count or -1 */
 long long store_clear(struct store *st, const char *tenant, enum store_list list,
