@@ -79,6 +79,15 @@ static int check_all_dropped(struct check *ck, const config_setting_t *s);
     {                                                                                    \
         .path = p, .type = CONF_STRING, .def = d, .scoped = 1, .doc = text               \
     }
+#define SCOPED_INT(p, d, lo, hi, text)                                                   \
+    {                                                                                    \
+        .path = p, .type = CONF_INT, .def = d, .min = lo, .max = hi, .scoped = 1,        \
+        .doc = text                                                                      \
+    }
+#define SCOPED_DURATION(p, d, text)                                                      \
+    {                                                                                    \
+        .path = p, .type = CONF_DURATION, .def = d, .scoped = 1, .doc = text             \
+    }
 #define SCOPED_ROWS                                                                      \
     SCOPED_BOOL("tracking.clicktrack.enable", "false",                                   \
                 "links in HTML through the tracker"),                                    \
@@ -114,7 +123,18 @@ static int check_all_dropped(struct check *ck, const config_setting_t *s);
         SCOPED_STRING("pages.preferences", "Choose the mail {name} sends to {email}.",   \
                       "the preferences page's heading text"),                            \
         SCOPED_STRING("pages.footer", "",                                                \
-                      "a line at the bottom of every page (an address)")
+                      "a line at the bottom of every page (an address)"),                \
+        SCOPED_BOOL("bounces.suppress_hard", "true",                                     \
+                    "a hard bounce (no such user or domain) drops the address's mail"),  \
+        SCOPED_INT("bounces.soft_limit", "3", 0, 32,                                     \
+                   "soft bounces within soft_window that drop its mail; 0: never"),      \
+        SCOPED_DURATION("bounces.soft_window", "7d",                                     \
+                        "the window soft bounces count in"),                             \
+        SCOPED_BOOL("bounces.suppress_block", "false",                                   \
+                    "a block (policy, spam, authentication) drops its mail"),            \
+        SCOPED_STRING("feedback.return_path", "",                                        \
+                      "LOCAL@DOMAIN: outgoing mail's envelope sender becomes "           \
+                      "LOCAL+TOKEN@DOMAIN; empty: the sender's own")
 
 /* Each element of "tenants". */
 static const struct conf_row tenant_table[] = {
@@ -301,6 +321,14 @@ static const struct conf_row conf_table[] = {
      .type = CONF_BOOL,
      .def = "true",
      .doc = "keep an application's own List-Unsubscribe instead of adding ours"},
+    {.path = "feedback.max_size",
+     .type = CONF_SIZE,
+     .def = "10M",
+     .doc = "bytes of a message the ingest command reads (the rest is not parsed)"},
+    {.path = "feedback.match_window",
+     .type = CONF_DURATION,
+     .def = "7d",
+     .doc = "a report with no token counts for an address sent to within this time"},
     {.path = "milter.socket",
      .type = CONF_STRING,
      .def = "unix:/run/sendguard/sgmilter.sock",
@@ -1172,10 +1200,9 @@ int conf_bool(const struct conf *conf, const char *path)
     return s ? config_setting_get_bool(s) : (int)row_default(row);
 }
 
-/* number_value - a duration or size from the file, else the default */
-static long long number_value(const struct conf *conf, const struct conf_row *row)
+/* number_value - a duration or size from the file (s), else the default */
+static long long number_value(const config_setting_t *s, const struct conf_row *row)
 {
-    const config_setting_t *s = conf_lookup(conf, row->path);
     long long v;
     int rc;
 
@@ -1194,13 +1221,17 @@ static long long number_value(const struct conf *conf, const struct conf_row *ro
 /* conf_duration - see conf.h */
 long long conf_duration(const struct conf *conf, const char *path)
 {
-    return number_value(conf, row_get(path, CONF_DURATION, "conf_duration"));
+    const struct conf_row *row = row_get(path, CONF_DURATION, "conf_duration");
+
+    return number_value(conf_lookup(conf, path), row);
 }
 
 /* conf_size - see conf.h */
 long long conf_size(const struct conf *conf, const char *path)
 {
-    return number_value(conf, row_get(path, CONF_SIZE, "conf_size"));
+    const struct conf_row *row = row_get(path, CONF_SIZE, "conf_size");
+
+    return number_value(conf_lookup(conf, path), row);
 }
 
 /* scoped_lookup - a tenant's own setting of a scoped row, else the file's top level */
@@ -1237,6 +1268,24 @@ int conf_tenant_bool(const struct conf *conf, const char *tenant, const char *pa
     const config_setting_t *s = scoped_lookup(conf, tenant, row, "conf_tenant_bool");
 
     return s ? config_setting_get_bool(s) : (int)row_default(row);
+}
+
+/* conf_tenant_int - see conf.h */
+long long conf_tenant_int(const struct conf *conf, const char *tenant, const char *path)
+{
+    const struct conf_row *row = row_get(path, CONF_INT, "conf_tenant_int");
+    const config_setting_t *s = scoped_lookup(conf, tenant, row, "conf_tenant_int");
+
+    return s ? config_setting_get_int64(s) : row_default(row);
+}
+
+/* conf_tenant_duration - see conf.h */
+long long conf_tenant_duration(const struct conf *conf, const char *tenant,
+                               const char *path)
+{
+    const struct conf_row *row = row_get(path, CONF_DURATION, "conf_tenant_duration");
+
+    return number_value(scoped_lookup(conf, tenant, row, "conf_tenant_duration"), row);
 }
 
 /* conf_setting - see conf.h */

@@ -51,14 +51,18 @@ int conf_parse_duration(const char *text, long long *secs, struct buf *why);
 int conf_parse_size(const char *text, long long *bytes, struct buf *why);
 
 /*
- * conf_tenant_string, conf_tenant_bool - a setting a tenant may have of its
- * own (tracking.*, pages.*): the tenant's element of "tenants" if it sets
+ * conf_tenant_string, conf_tenant_bool, conf_tenant_int, conf_tenant_duration -
+ * a setting a tenant may have of its own (tracking.*, pages.*, bounces.*,
+ * feedback.return_path): the tenant's element of "tenants" if it sets
  * it, else the file's top level, else the default.  tenant NULL or
  * "default": the top level.
  */
 const char *conf_tenant_string(const struct conf *conf, const char *tenant,
                                const char *path);
 int conf_tenant_bool(const struct conf *conf, const char *tenant, const char *path);
+long long conf_tenant_int(const struct conf *conf, const char *tenant, const char *path);
+long long conf_tenant_duration(const struct conf *conf, const char *tenant,
+                               const char *path);
 
 /* conf_setting - a list or group setting (e.g. "tenants"), or NULL if absent */
 const config_setting_t *conf_setting(const struct conf *conf, const char *path);

@@ -46,13 +46,16 @@ struct pipeline {
     } * defaults;
     size_t ndefaults, capdefaults;
     uint64_t defaults_gen;
-    /* each tenant's configured tracking filters (tracking.*), read once:
-     * tfilters[0] is the top level's (tenant "default" and any unknown) */
+    /* each tenant's configured tracking filters (tracking.*), bounce rules
+     * and return path, read once: tfilters[0] is the top level's (tenant
+     * "default" and any unknown) */
     struct tenant_filters {
-        const char *tenant;       /* the configuration's string */
-        struct smtpapi_opts base; /* its filters (empty texts: NULL) */
-        int any;                  /* a filter on, or a text set */
-        int tracks;               /* a filter that rewrites text on */
+        const char *tenant;         /* the configuration's string */
+        struct smtpapi_opts base;   /* its filters (empty texts: NULL) */
+        int any;                    /* a filter on, or a text set */
+        unsigned bounce_drops;      /* policy_bounce_drops */
+        char *rp_local, *rp_domain; /* feedback.return_path split, or NULL */
+        int tracks;                 /* a filter that rewrites text on */
     } * tfilters;
     size_t ntfilters;
 };
@@ -87,30 +90,39 @@ static int url_base(const char *conf_url, const char *domain, char **out, struct
     return 0;
 }
 
+/*
+ * plain_split - a configured address a token goes into (LOCAL+TOKEN@DOMAIN)
+ * split at its last '@': a plain address without '+'; 0, or -1 with why
+ * naming the setting
+ */
+static int plain_split(const char *addr, const char *setting, char **local, char **domain,
+                       struct buf *why)
+{
+    const char *at = strrchr(addr, '@');
+
+    if (at == NULL || at == addr || at[1] == 0 ||
+        strpbrk(addr, " \t\"<>(),;:\\[]+") != NULL)
+        return buf_error(why, "%s: \"%s\" is not a plain address (local@domain, no '+')",
+                         setting, addr);
+    *local = mystrndup(addr, (size_t)(at - addr));
+    *domain = mystrdup(at + 1);
+    return 0;
+}
+
 /* mailto - unsubscribe.mailto split at its last '@' */
 static int mailto(struct pipeline *p, const char *conf_addr, const char *domain,
                   struct buf *why)
 {
     struct buf a;
-    const char *at;
-    int rc = 0;
+    int rc;
 
     buf_init(&a, 64);
     if (*conf_addr)
         buf_puts(&a, conf_addr);
     else
         buf_printf(&a, "unsubscribe@%s", domain);
-    at = strrchr(buf_str(&a), '@');
-    if (at == NULL || at == buf_str(&a) || at[1] == 0 ||
-        strpbrk(buf_str(&a), " \t\"<>(),;:\\[]+") != NULL) {
-        rc = buf_error(why,
-                       "unsubscribe.mailto: \"%s\" is not a plain address (local@domain, "
-                       "no '+')",
-                       buf_str(&a));
-    } else {
-        p->mailto_local = mystrndup(buf_str(&a), (size_t)(at - buf_str(&a)));
-        p->mailto_domain = mystrdup(at + 1);
-    }
+    rc = plain_split(buf_str(&a), "unsubscribe.mailto", &p->mailto_local,
+                     &p->mailto_domain, why);
     buf_release(&a);
     return rc;
 }
@@ -136,6 +148,16 @@ struct pipeline *pipeline_new(const struct conf *conf, struct store *st,
     p->keys = token_keys_load(conf_string(conf, "secrets.token_key_file"), &p->keys_why);
     p->keyring = dkim_keyring_new(st, conf_string(conf, "dkim.default_domain"));
     tenant_filters_load(p);
+    for (size_t i = 0; i < p->ntfilters; i++) {
+        const char *rp =
+            conf_tenant_string(conf, p->tfilters[i].tenant, "feedback.return_path");
+
+        if (*rp && plain_split(rp, "feedback.return_path", &p->tfilters[i].rp_local,
+                               &p->tfilters[i].rp_domain, why) < 0) {
+            pipeline_free(p);
+            return NULL;
+        }
+    }
     return p;
 }
 
@@ -155,8 +177,11 @@ void pipeline_free(struct pipeline *p)
     for (size_t i = 0; i < p->ndefaults; i++)
         myfree(p->defaults[i].tenant);
     myfree(p->defaults);
-    for (size_t i = 0; i < p->ntfilters; i++)
+    for (size_t i = 0; i < p->ntfilters; i++) {
         smtpapi_free(&p->tfilters[i].base);
+        myfree(p->tfilters[i].rp_local);
+        myfree(p->tfilters[i].rp_domain);
+    }
     myfree(p->tfilters);
     pthread_mutex_destroy(&p->lock);
     myfree(p);
@@ -260,6 +285,7 @@ static void tenant_filters_add(struct pipeline *p, const char *tenant)
         tf->any |= *v != 0;
     }
     tf->tracks = filters_track(&tf->base.filters);
+    tf->bounce_drops = policy_bounce_drops(p->conf, tenant);
 }
 
 /* tenant_filters_load - every tenant's, the top level's first */
@@ -305,6 +331,28 @@ void pipeline_tenant_options(const struct pipeline *p, const char *tenant,
     *opts = merged;
 }
 
+/* plus_of - is rcpt LOCAL+something@DOMAIN (local and domain in any case)? */
+static int plus_of(const char *rcpt, const char *local, const char *domain)
+{
+    const char *at = strrchr(rcpt, '@');
+    size_t n = local ? strlen(local) : 0;
+
+    return n > 0 && at && strncasecmp(rcpt, local, n) == 0 && rcpt[n] == '+' &&
+           strcasecmp(at + 1, domain) == 0;
+}
+
+/* own_address - one of sendguard's feedback addresses (pipeline_decision.own) */
+static int own_address(const struct pipeline *p, const char *rcpt)
+{
+    if (plus_of(rcpt, p->mailto_local, p->mailto_domain))
+        return 1;
+    for (size_t i = 0; i < p->ntfilters; i++)
+        if (p->tfilters[i].rp_local &&
+            plus_of(rcpt, p->tfilters[i].rp_local, p->tfilters[i].rp_domain))
+            return 1;
+    return 0;
+}
+
 /* pipeline_decide - see pipeline.h */
 int pipeline_decide(struct pipeline *p, const char *tenant,
                     const struct smtpapi_opts *opts, const char *rcpt,
@@ -321,12 +369,15 @@ int pipeline_decide(struct pipeline *p, const char *tenant,
     buf_init(&err, 64);
     store_hits_init(&hits);
     memset(d, 0, sizeof(*d));
-    if (address_normalize(rcpt, &addr, &err) < 0)
+    if (own_address(p, rcpt)) {
+        d->action = POLICY_DELIVER;
+        d->own = 1;
+    } else if (address_normalize(rcpt, &addr, &err) < 0)
         rc = buf_error(why, "<%s>: %s", rcpt, buf_str(&err));
     else if (store_lookup(p->store, tenant, buf_str(&addr), group, &hits, &err) < 0)
         rc = buf_error(why, "cannot look <%s> up: %s", rcpt, buf_str(&err));
     else {
-        policy_decide(&hits, opts, &pd);
+        policy_decide(&hits, opts, tenant_filters(p, tenant)->bounce_drops, &pd);
         d->action = pd.action;
         d->reason = pd.reason;
         d->group = pd.group;
@@ -823,6 +874,49 @@ int pipeline_mark(struct pipeline *p, const char *rcpt, int64_t now, struct buf 
     buf_puts(out, "\r\n");
     buf_release(&data);
     return 0;
+}
+
+/* pipeline_any_return_path - see pipeline.h */
+int pipeline_any_return_path(const struct pipeline *p)
+{
+    for (size_t i = 0; i < p->ntfilters; i++)
+        if (p->tfilters[i].rp_local)
+            return 1;
+    return 0;
+}
+
+/* pipeline_return_path - see pipeline.h */
+int pipeline_return_path(struct pipeline *p, const char *tenant, const char *message,
+                         const char *rcpt, struct buf *out, struct buf *why)
+{
+    const struct tenant_filters *tf = tenant_filters(p, tenant);
+    struct pipeline_copy c;
+    struct buf addr, err;
+    int rc = 1;
+
+    if (tf->rp_local == NULL)
+        return 0;
+    if (p->keys == NULL)
+        return buf_error(why, "no return-path token key: %s", buf_str(&p->keys_why));
+    buf_init(&addr, 64);
+    buf_init(&err, 64);
+    if (rcpt && address_normalize(rcpt, &addr, &err) < 0)
+        rc = buf_error(why, "<%s>: %s", rcpt, buf_str(&err));
+    memset(&c, 0, sizeof(c));
+    c.tenant = tenant;
+    c.message = message;
+    buf_reset(out);
+    buf_printf(out, "%s+", tf->rp_local);
+    if (rc == 1 && make_token(p, &c, rcpt ? buf_str(&addr) : NULL, TOKEN_RETURN_PATH, 0,
+                              NULL, 0, NULL, out, why) < 0)
+        rc = -1;
+    if (rc == 1)
+        buf_printf(out, "@%s", tf->rp_domain);
+    else
+        buf_reset(out);
+    buf_release(&addr);
+    buf_release(&err);
+    return rc;
 }
 
 /* pipeline_mark_check - see pipeline.h */

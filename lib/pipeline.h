@@ -83,6 +83,9 @@ struct pipeline_decision {
     enum policy_reason reason; /* why dropped */
     uint32_t group;            /* the group the message counts under, 0 none */
     int allowed, bypassed;     /* as policy_decide says */
+    int own;                   /* one of sendguard's feedback addresses (LOCAL+TOKEN@ of
+                                * unsubscribe.mailto or a tenant's return path): mail to it is
+                                * feedback coming in, delivered, never looked up or recorded */
 };
 
 /*
@@ -219,6 +222,23 @@ int pipeline_meta_split(const unsigned char *data, size_t len, struct pipeline_m
 
 /* pipeline_meta_groups - the groups to display into ids (at most max); how many */
 size_t pipeline_meta_groups(const struct pipeline_meta *m, uint32_t *ids, size_t max);
+
+/*
+ * pipeline_return_path - the envelope sender a copy of the tenant's message
+ * goes out with when its feedback.return_path is set: LOCAL+TOKEN@DOMAIN,
+ * the token (purpose return-path) naming tenant, message and the recipient
+ * (rcpt NULL: none, for a copy to several), so that a bounce or complaint
+ * coming back is matched to them (lib/feedback).  The token carries nothing
+ * else: it must stay short in an address (see token.h).  1 with out filled,
+ * 0 when the tenant has no return path (out untouched), -1 with why filled
+ * (no token key, rcpt not an address).
+ */
+int pipeline_return_path(struct pipeline *p, const char *tenant, const char *message,
+                         const char *rcpt, struct buf *out, struct buf *why);
+
+/* pipeline_any_return_path - has any tenant a return path (a milter asks to change
+ * senders)? */
+int pipeline_any_return_path(const struct pipeline *p);
 
 /*
  * pipeline_event - what an event about this message carries besides the

@@ -24,9 +24,19 @@ const char *policy_reason_name(enum policy_reason reason)
     }
 }
 
-/* find - the first match on a list (for groups: on that group) */
+/* drops - does a bounce entry of this type drop, by the mask? */
+static int drops(const char *type, unsigned mask)
+{
+    if (strcmp(type, "block") == 0)
+        return (mask & POLICY_DROP_BLOCK) != 0;
+    if (strcmp(type, "soft") == 0)
+        return (mask & POLICY_DROP_SOFT) != 0;
+    return (mask & POLICY_DROP_HARD) != 0; /* "hard", and entries without a type */
+}
+
+/* find - the first match on a list (for groups: on that group) that counts */
 static const struct store_match *find(const struct store_hits *hits, enum store_list list,
-                                      uint32_t group)
+                                      uint32_t group, unsigned bounce_drops)
 {
     for (size_t i = 0; i < hits->n; i++) {
         const struct store_match *m = &hits->m[i];
@@ -35,7 +45,7 @@ static const struct store_match *find(const struct store_hits *hits, enum store_
             continue;
         if (list == STORE_GROUP && m->group != group)
             continue;
-        if (list == STORE_BOUNCES && strcmp(m->bounce_type, "block") == 0)
+        if (list == STORE_BOUNCES && !drops(m->bounce_type, bounce_drops))
             continue;
         return m;
     }
@@ -44,7 +54,7 @@ static const struct store_match *find(const struct store_hits *hits, enum store_
 
 /* policy_decide - see policy.h */
 void policy_decide(const struct store_hits *hits, const struct smtpapi_opts *opts,
-                   struct policy_decision *d)
+                   unsigned bounce_drops, struct policy_decision *d)
 {
     static const struct {
         enum store_list list;
@@ -69,7 +79,7 @@ void policy_decide(const struct store_hits *hits, const struct smtpapi_opts *opt
     d->reason = POLICY_NONE;
     d->group = opts && opts->asm_group_id > 0 ? (uint32_t)opts->asm_group_id
                                               : hits->default_group;
-    if ((m = find(hits, STORE_ALLOW, 0)) != NULL) {
+    if ((m = find(hits, STORE_ALLOW, 0, bounce_drops)) != NULL) {
         d->allowed = 1;
         d->match = m;
         return;
@@ -77,7 +87,7 @@ void policy_decide(const struct store_hits *hits, const struct smtpapi_opts *opt
     for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
         if (order[i].list == STORE_GROUP && d->group == 0)
             continue;
-        if ((m = find(hits, order[i].list, d->group)) == NULL)
+        if ((m = find(hits, order[i].list, d->group, bounce_drops)) == NULL)
             continue;
         if (bypass[i] || (f && smtpapi_is_on(f->bypass_list_management))) {
             d->bypassed = 1;
@@ -88,4 +98,15 @@ void policy_decide(const struct store_hits *hits, const struct smtpapi_opts *opt
         d->match = m;
         return;
     }
+}
+
+/* policy_bounce_drops - see policy.h */
+unsigned policy_bounce_drops(const struct conf *conf, const char *tenant)
+{
+    return (conf_tenant_bool(conf, tenant, "bounces.suppress_hard") ? POLICY_DROP_HARD
+                                                                    : 0) |
+           (conf_tenant_int(conf, tenant, "bounces.soft_limit") > 0 ? POLICY_DROP_SOFT
+                                                                    : 0) |
+           (conf_tenant_bool(conf, tenant, "bounces.suppress_block") ? POLICY_DROP_BLOCK
+                                                                     : 0);
 }

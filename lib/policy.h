@@ -6,8 +6,10 @@
  * in order:
  *   1. an allow-list match (exact, domain or digest) delivers, whatever else;
  *   2. bypass_list_management delivers (all lists and groups bypassed);
- *   3. a bounce drops ("bounce") unless bypass_bounce_management; a bounce of
- *      type "block" is recorded but never drops;
+ *   3. a bounce drops ("bounce") unless bypass_bounce_management, if the
+ *      tenant's bounce rules (bounces.* in sendguard.conf: by default hard
+ *      and soft entries drop, block entries are listed and do not) say its
+ *      type drops;
  *   4. a spam report drops ("spam_report") unless bypass_spam_management;
  *   5. a global unsubscribe drops ("global_unsubscribe") unless
  *      bypass_unsubscribe_management;
@@ -18,6 +20,7 @@
 #ifndef SG_POLICY_H
 #define SG_POLICY_H
 
+#include "conf.h"
 #include "smtpapi.h"
 #include "store.h"
 
@@ -40,9 +43,21 @@ struct policy_decision {
     int bypassed;                    /* a match was ignored because of a bypass */
 };
 
+/* Which bounce types drop, for policy_decide (policy_bounce_drops reads them). */
+#define POLICY_DROP_HARD 1u
+#define POLICY_DROP_SOFT 2u
+#define POLICY_DROP_BLOCK 4u
+#define POLICY_DROP_DEFAULT (POLICY_DROP_HARD | POLICY_DROP_SOFT)
+
 /* policy_decide - the decision for one recipient; opts may be NULL */
 void policy_decide(const struct store_hits *hits, const struct smtpapi_opts *opts,
-                   struct policy_decision *d);
+                   unsigned bounce_drops, struct policy_decision *d);
+
+/*
+ * policy_bounce_drops - the bounce types that drop a tenant's mail:
+ * bounces.suppress_hard, soft_limit > 0, suppress_block
+ */
+unsigned policy_bounce_drops(const struct conf *conf, const char *tenant);
 
 /* policy_reason_name - "bounce", "spam_report", ...; "" for POLICY_NONE */
 const char *policy_reason_name(enum policy_reason reason);

@@ -57,6 +57,7 @@
 
 /* Replies to it */
 #define SMFIR_DELRCPT '-'
+#define SMFIR_CHGFROM 'e'
 #define SMFIR_REPLBODY 'b'
 #define SMFIR_ACCEPT 'a'
 #define SMFIR_CONTINUE 'c'
@@ -287,6 +288,11 @@ int mfe_replacebody(struct mfe_ctx *c, const char *body, size_t len)
         len -= n;
     } while (len > 0);
     return 0;
+}
+
+int mfe_chgfrom(struct mfe_ctx *c, const char *from)
+{
+    return change(c, SMFIF_CHGFROM, SMFIR_CHGFROM, -1, from, NULL);
 }
 
 int mfe_delrcpt(struct mfe_ctx *c, const char *rcpt)

@@ -142,6 +142,8 @@ int mfe_addheader(struct mfe_ctx *ctx, const char *name, const char *value);
 int mfe_insheader(struct mfe_ctx *ctx, int index, const char *name, const char *value);
 int mfe_chgheader(struct mfe_ctx *ctx, const char *name, int index, const char *value);
 int mfe_delrcpt(struct mfe_ctx *ctx, const char *rcpt);
+/* the envelope sender replaced ("<addr>"), without ESMTP arguments */
+int mfe_chgfrom(struct mfe_ctx *ctx, const char *from);
 /* the whole new body (CRLF lines), after every other change */
 int mfe_replacebody(struct mfe_ctx *ctx, const char *body, size_t len);
 

@@ -376,14 +376,22 @@ static mfe_stat cb_negotiate(struct mfe_ctx *ctx, unsigned long f0, unsigned lon
 {
     /*
      * only the actions used: remove recipients, add and change header
-     * fields, and (where the MTA allows it) replace the body, for tracking
+     * fields, and where the MTA allows them replace the body (tracking) and,
+     * when a tenant has feedback.return_path (as the configuration is when
+     * the connection starts), the envelope sender
      */
     const unsigned long want = SMFIF_DELRCPT | SMFIF_CHGHDRS | SMFIF_ADDHDRS;
+    struct state *s;
+    int chgfrom = 0;
 
     if ((f0 & want) != want)
         return MFE_REJECT;
     (void)conn_ctx(ctx); /* the connection counts for a SIGTERM from now */
-    *pf0 = want | (f0 & SMFIF_CHGBODY);
+    if ((s = state_get(1)) != NULL) {
+        chgfrom = pipeline_any_return_path(s->pl);
+        state_put(s, 1);
+    }
+    *pf0 = want | (f0 & SMFIF_CHGBODY) | (chgfrom ? f0 & SMFIF_CHGFROM : 0);
     /*
      * only the macros it reads, where it reads them: the login at MAIL, the
      * queue id (for the log and events) at RCPT and at the end; none at the
@@ -741,7 +749,8 @@ static void handoff_key(const struct msgctx *m, const struct spool_env *env,
  */
 static mfe_stat personalise(struct mfe_ctx *ctx, struct msgctx *m,
                             const struct smtpapi_opts *opts,
-                            const struct pipeline_decision *d, char **addrs, size_t kept)
+                            const struct pipeline_decision *d, char **addrs, size_t kept,
+                            int *handed)
 {
     struct state *st = m->st;
     struct buf why;
@@ -807,6 +816,7 @@ static mfe_stat personalise(struct mfe_ctx *ctx, struct msgctx *m,
                 goto out;
             }
         spool_kick(st->spool, id);
+        *handed = 1;
     }
     if (ch.drop_own) {
         for (int k = m->n_lu; k >= 1; k--)
@@ -828,6 +838,40 @@ out:
     return rc;
 }
 
+/*
+ * return_path - the tenant's feedback.return_path as the envelope sender,
+ * its token naming rcpt (NULL: the message goes on to several); a null
+ * sender (a bounce) stays null
+ */
+static mfe_stat return_path(struct mfe_ctx *ctx, struct msgctx *m, const char *rcpt)
+{
+    struct buf rp, why;
+    mfe_stat rc = MFE_CONTINUE;
+    int made;
+
+    if (m->sender == NULL || *m->sender == 0)
+        return MFE_CONTINUE;
+    buf_init(&rp, 256);
+    buf_init(&why, 64);
+    if ((made = pipeline_return_path(m->st->pl, m->tenant, queue_id(ctx), rcpt, &rp,
+                                     &why)) < 0)
+        rc = on_error(ctx, m->st, buf_str(&why));
+    else if (made > 0) {
+        struct buf from;
+
+        buf_init(&from, rp.len + 3);
+        buf_printf(&from, "<%s>", buf_str(&rp));
+        if (mfe_chgfrom(ctx, buf_str(&from)) < 0)
+            rc = on_error(ctx, m->st,
+                          "the MTA does not let the milter change the envelope sender "
+                          "(feedback.return_path)");
+        buf_release(&from);
+    }
+    buf_release(&rp);
+    buf_release(&why);
+    return rc;
+}
+
 /* decide - the message's options and every recipient's decision, applied */
 static mfe_stat decide(struct mfe_ctx *ctx, struct msgctx *m)
 {
@@ -837,7 +881,7 @@ static mfe_stat decide(struct mfe_ctx *ctx, struct msgctx *m)
     struct buf why;
     const char *tenant = m->tenant;
     char **addrs;
-    size_t kept = 0;
+    size_t kept = 0, ownly = 0;
     mfe_stat rc = MFE_CONTINUE;
 
     smtpapi_init(&opts);
@@ -880,8 +924,18 @@ static mfe_stat decide(struct mfe_ctx *ctx, struct msgctx *m)
             goto out;
         }
     }
-    for (size_t i = 0; i < m->nrcpts; i++)
+    for (size_t i = 0; i < m->nrcpts; i++) {
+        if (d[i].own) {
+            ownly++;
+            continue;
+        }
         record(ctx, st, tenant, addrs[i], "processed", NULL, &opts, d[i].group);
+    }
+    if (ownly == m->nrcpts && ownly > 0) {
+        /* feedback coming in (a bounce, a complaint, an unsubscribe mail) */
+        msg_info("%s: to sendguard's feedback addresses only: passed on", queue_id(ctx));
+        goto out;
+    }
     for (size_t i = 0; i < m->nrcpts; i++) {
         if (d[i].action != POLICY_DROP) {
             kept++;
@@ -911,8 +965,17 @@ static mfe_stat decide(struct mfe_ctx *ctx, struct msgctx *m)
         } else {
             rc = MFE_DISCARD; /* the client is never told which lists */
         }
-    } else if (kept > 0 && m->need_body) {
-        rc = personalise(ctx, m, &opts, d, addrs, kept);
+    } else if (kept > 0) {
+        int handed = 0;
+        size_t first = 0;
+
+        if (m->need_body)
+            rc = personalise(ctx, m, &opts, d, addrs, kept, &handed);
+        while (d[first].action == POLICY_DROP)
+            first++;
+        /* the return path names the recipient when one is left in the transaction */
+        if (rc == MFE_CONTINUE)
+            rc = return_path(ctx, m, kept == 1 || handed ? addrs[first] : NULL);
     }
 out:
     for (size_t i = 0; i < m->nrcpts; i++)

@@ -44,8 +44,10 @@
 #include <libesmtp.h>
 #include <jansson.h>
 
+#include "bounce.h"
 #include "dsn.h"
 #include "event.h"
+#include "feedback.h"
 #include "header.h"
 #include "mymalloc.h"
 #include "pipeline.h"
@@ -61,6 +63,7 @@ struct job {
     int skip;                        /* not sent: out[] and reply[] are set */
     int personal;                    /* sent as its recipient's own copy */
     struct buf copy;                 /* that copy, while its connection lasts */
+    char *sender;                    /* the tenant's return path, or NULL: the entry's */
     const char *data;                /* the bytes to send */
     size_t len;
     size_t *idx; /* recipients (indices into the entry's envelope) */
@@ -378,6 +381,71 @@ static void smarthost_name(const char *hostport, struct buf *out)
         msg_panic("relay.smarthost '%s' passed the configuration check", hostport);
 }
 
+static void record(struct relay *r, struct spool_entry *e, size_t i, const char *type,
+                   const char *reply, int attempt, const struct smtpapi_opts *opts,
+                   uint32_t group);
+
+/*
+ * relay_store - the stores for this run of relay_deliver, opened at the
+ * first need: for writing (bounces go on the list) where this process may,
+ * else for reading (the pipeline's lookups); one handle, as a process may
+ * open the stores only once.  NULL with why filled.
+ */
+static struct store *relay_store(struct relay *r, struct buf *why)
+{
+    const char *dir = conf_string(r->conf, "store.path");
+
+    if (r->store == NULL && (r->store = store_open(dir, STORE_WRITE, why)) == NULL)
+        r->store = store_open(dir, STORE_READ, why);
+    return r->store;
+}
+
+/*
+ * failed - recipient i of entry e failed for good (a 5xx, or 4xx until the
+ * message's lifetime ran out): the failure classified and, by the tenant's
+ * bounce rules, the address put on its bounce list, with the "bounce" event
+ * (lib/feedback).  When the store cannot be written the event is still
+ * recorded (and the sender still gets the relay's bounce).
+ */
+static void failed(struct relay *r, struct spool_entry *e, size_t i, const char *reply,
+                   int attempt, const struct smtpapi_opts *opts, uint32_t group)
+{
+    struct feedback fb;
+    struct buf why, st;
+    json_t *fields;
+    int rc;
+
+    if (strcmp(e->env.origin, "bounce") == 0)
+        return; /* our own notifications are not the sender's mail */
+    buf_init(&why, 128);
+    buf_init(&st, 16);
+    if (relay_store(r, &why) == NULL) {
+        msg_warn("%s: cannot record <%s> on the bounce list: %s", e->id,
+                 e->env.rcpts[i].addr, buf_str(&why));
+        record(r, e, i, "bounce", reply, attempt, opts, group);
+        goto out;
+    }
+    memset(&fb, 0, sizeof(fb));
+    fb.conf = r->conf;
+    fb.store = r->store;
+    fb.store_dir = conf_string(r->conf, "store.path");
+    dsn_status_from_reply(reply, &st);
+    fields = json_object();
+    pipeline_event(opts, group, fields);
+    rc = feedback_bounce(&fb, e->env.tenant, e->env.rcpts[i].addr,
+                         bounce_classify(buf_str(&st), reply), buf_str(&st), reply, e->id,
+                         "relay", 0, fields, NULL, &why);
+    json_decref(fields);
+    if (rc < 0) {
+        msg_warn("%s: cannot record <%s> on the bounce list: %s", e->id,
+                 e->env.rcpts[i].addr, buf_str(&why));
+        record(r, e, i, "bounce", reply, attempt, opts, group);
+    }
+out:
+    buf_release(&why);
+    buf_release(&st);
+}
+
 /* record - one event for recipient i of entry e */
 static void record(struct relay *r, struct spool_entry *e, size_t i, const char *type,
                    const char *reply, int attempt, const struct smtpapi_opts *opts,
@@ -529,7 +597,7 @@ static void run_session(struct relay *r, struct job *jobs, size_t njobs,
         if (j->skip)
             continue;
         j->m = smtp_add_message(s);
-        smtp_set_reverse_path(j->m, env->sender);
+        smtp_set_reverse_path(j->m, j->sender ? j->sender : env->sender);
         smtp_set_messagecb(j->m, message_cb, j);
         smtp_size_set_estimate(j->m, (unsigned long)j->len);
         if (env->body_8bit)
@@ -705,7 +773,7 @@ static void finish(struct relay *r, struct spool_entry *e, struct job *jobs, siz
                          buf_str(&host), j->reply[i]);
                 fidx[nfail] = ri;
                 fdiag[nfail++] = j->reply[i];
-                record(r, e, ri, "bounce", j->reply[i], attempts, j->opts, j->group);
+                failed(r, e, ri, j->reply[i], attempts, j->opts, j->group);
                 break;
             default:
                 if (expired) {
@@ -713,7 +781,7 @@ static void finish(struct relay *r, struct spool_entry *e, struct job *jobs, siz
                              j->reply[i]);
                     fidx[nfail] = ri;
                     fdiag[nfail++] = j->reply[i];
-                    record(r, e, ri, "bounce", j->reply[i], attempts, j->opts, j->group);
+                    failed(r, e, ri, j->reply[i], attempts, j->opts, j->group);
                 } else {
                     msg_info("%s: to=<%s>, relay=%s, status=deferred (%s)", e->id, addr,
                              buf_str(&host), j->reply[i]);
@@ -866,6 +934,22 @@ static void job_prepare(struct pipeline *pl, struct job *j)
     struct pipeline_copy c;
     struct buf why;
 
+    if (pl && !j->skip && j->sender == NULL && e->env.sender[0] != 0) {
+        /* the tenant's return path, naming the recipient when the copy has one */
+        struct buf rp;
+
+        buf_init(&rp, 256);
+        buf_init(&why, 64);
+        if (pipeline_return_path(pl, e->env.tenant, e->id,
+                                 j->n == 1 ? e->env.rcpts[j->idx[0]].addr : NULL, &rp,
+                                 &why) < 0) {
+            msg_warn("%s: %s", e->id, buf_str(&why));
+            job_settle(j, OUT_DEFERRED, buf_str(&why));
+        } else if (rp.len > 0)
+            j->sender = mystrdup(buf_str(&rp));
+        buf_release(&rp);
+        buf_release(&why);
+    }
     if (!j->personal || j->skip)
         return;
     c.tenant = e->env.tenant;
@@ -919,6 +1003,7 @@ static void job_free(struct job *j)
     myfree(j->out);
     myfree(j->reply);
     myfree(j->noted);
+    myfree(j->sender);
     job_release_copy(j);
 }
 
@@ -949,6 +1034,8 @@ void relay_deliver(struct relay *r, struct spool_entry **entries, size_t n)
     const char *pwfile = conf_string(r->conf, "relay.password_file");
     struct store *st = NULL;
     struct pipeline *pl = NULL;
+    int own_store =
+        r->store == NULL; /* this call opens and closes it (bounces recurse) */
 
     buf_init(&why, 128);
     if (*conf_string(r->conf, "relay.auth_user")) {
@@ -959,8 +1046,7 @@ void relay_deliver(struct relay *r, struct spool_entry **entries, size_t n)
         }
     }
     if (conf_bool(r->conf, "relay.policy") || any_from_milter(entries, n)) {
-        if ((st = store_open(conf_string(r->conf, "store.path"), STORE_READ, &why)) ==
-                NULL ||
+        if ((st = relay_store(r, &why)) == NULL ||
             (pl = pipeline_new(r->conf, st, r->domain, &why)) == NULL) {
             msg_error("cannot apply the sending policy: %s; mail stays queued",
                       buf_str(&why));
@@ -1031,8 +1117,10 @@ out:
         myfree(password);
     }
     pipeline_free(pl);
-    if (st)
-        store_close(st);
+    if (own_store && r->store) {
+        store_close(r->store);
+        r->store = NULL;
+    }
     myfree(opts);
     myfree(jobs);
     buf_release(&why);

@@ -30,6 +30,7 @@ struct relay {
     int verbose;
     struct spool_entry **bounces; /* queued by relay_bounce, locked, to send next */
     size_t nbounces, capbounces;
+    struct store *store; /* the stores, for one relay_deliver (see relay_store) */
 };
 
 /* One message's envelope options as the command line or MAIL/RCPT give them. */

@@ -57,9 +57,10 @@ static int global_opt(struct cli *c, const char *name, const char *arg)
         c->json = 1;
     else if (strcmp(name, "verbose") == 0)
         c->verbose++;
-    else if (strcmp(name, "tenant") == 0)
+    else if (strcmp(name, "tenant") == 0) {
         c->tenant = arg;
-    else if (strcmp(name, "store") == 0)
+        c->tenant_given = 1;
+    } else if (strcmp(name, "store") == 0)
         c->store_dir = arg;
     else if (strcmp(name, "config") == 0)
         c->conf_path = arg;

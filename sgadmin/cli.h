@@ -20,6 +20,7 @@ struct cli {
     const char *conf_path;
     const char *store_dir;
     const char *tenant;
+    int tenant_given; /* --tenant was on the command line */
     int json;
     int verbose;
     const char *noun;
@@ -100,5 +101,6 @@ extern const struct cli_verb lookup_verbs[];
 extern const struct cli_verb event_verbs[];
 extern const struct cli_verb dkim_verbs[];
 extern const struct cli_verb token_verbs[];
+extern const struct cli_verb ingest_verbs[];
 
 #endif

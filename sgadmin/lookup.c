@@ -53,7 +53,7 @@ static int cmd_lookup(struct cli *c, int argc, char **argv)
     }
     smtpapi_init(&mo);
     mo.asm_group_id = gid;
-    policy_decide(&hits, &mo, &d);
+    policy_decide(&hits, &mo, policy_bounce_drops(c->conf, c->tenant), &d);
     matches = json_array();
     for (size_t i = 0; i < hits.n; i++) {
         const struct store_match *m = &hits.m[i];

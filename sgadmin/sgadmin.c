@@ -29,6 +29,8 @@ static const struct cli_noun nouns[] = {
     {"events", event_verbs, "the event log", STORE_NLISTS},
     {"dkim", dkim_verbs, "DKIM keys, and signing a message with them", STORE_NLISTS},
     {"token", token_verbs, "the token key file, and what a token says", STORE_NLISTS},
+    {"ingest", ingest_verbs, "bounces, complaints and unsubscribe mail put on the lists",
+     STORE_NLISTS},
     {NULL, NULL, NULL, STORE_NLISTS},
 };
 
@@ -91,12 +93,14 @@ int main(int argc, char **argv)
                                : a[2] == 's'              ? &c.store_dir
                                                           : &c.tenant;
             *dst = argv[++i];
+            c.tenant_given |= dst == &c.tenant;
         } else if (strncmp(a, "--config=", 9) == 0) {
             c.conf_path = a + 9;
         } else if (strncmp(a, "--store=", 8) == 0) {
             c.store_dir = a + 8;
         } else if (strncmp(a, "--tenant=", 9) == 0) {
             c.tenant = a + 9;
+            c.tenant_given = 1;
         } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 ||
                    strcmp(a, "--store") == 0 || strcmp(a, "--tenant") == 0) {
             fprintf(stderr, "sgadmin: option %s needs a value\n", a);

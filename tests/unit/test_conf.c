@@ -492,9 +492,8 @@ static void test_tenant_scoped(void **state)
     assert_string_equal(conf_tenant_string(conf, "acme", "pages.name"), "Top");
     assert_string_equal(conf_tenant_string(conf, "acme", "pages.footer"), "Acme Inc.");
     assert_string_equal(conf_tenant_string(conf, "beta", "pages.footer"), "");
-    assert_string_equal(
-        conf_tenant_string(none, "acme", "pages.unsubscribe"),
-        "Stop sending {group} mail from {name} to {email}?");
+    assert_string_equal(conf_tenant_string(none, "acme", "pages.unsubscribe"),
+                        "Stop sending {group} mail from {name} to {email}?");
     assert_false(conf_tenant_bool(none, "acme", "tracking.ganalytics.enable"));
     conf_free(conf);
     conf_free(none);
@@ -508,6 +507,46 @@ static void test_tenant_scoped(void **state)
     assert_non_null(strstr(buf_str(&why), "bad.conf:2: setting "
                                           "'tenants.tracking.clicktrack.enable' must be "
                                           "true or false"));
+    buf_release(&why);
+}
+
+/* the numbers a tenant may have of its own: bounces.* */
+static void test_tenant_numbers(void **state)
+{
+    struct conf *conf = load("bounces = { soft_limit = 5; soft_window = \"2d\"; };\n"
+                             "tenants = (\n"
+                             "  { name = \"acme\"; bounces = { soft_limit = 0;\n"
+                             "      soft_window = \"12h\"; suppress_block = true; }; },\n"
+                             "  { name = \"beta\"; }\n"
+                             ");\n");
+    struct conf *none = conf_defaults();
+    struct buf why;
+
+    (void)state;
+    assert_int_equal(conf_tenant_int(conf, "acme", "bounces.soft_limit"), 0);
+    assert_int_equal(conf_tenant_int(conf, "beta", "bounces.soft_limit"), 5);
+    assert_int_equal(conf_tenant_int(conf, NULL, "bounces.soft_limit"), 5);
+    assert_int_equal(conf_tenant_duration(conf, "acme", "bounces.soft_window"), 43200);
+    assert_int_equal(conf_tenant_duration(conf, "beta", "bounces.soft_window"), 172800);
+    assert_true(conf_tenant_bool(conf, "acme", "bounces.suppress_block"));
+    assert_false(conf_tenant_bool(conf, "beta", "bounces.suppress_block"));
+    assert_int_equal(conf_tenant_int(none, "acme", "bounces.soft_limit"), 3);
+    assert_int_equal(conf_tenant_duration(none, "acme", "bounces.soft_window"), 604800);
+    assert_true(conf_tenant_bool(none, "acme", "bounces.suppress_hard"));
+    conf_free(conf);
+    conf_free(none);
+
+    buf_init(&why, 64);
+    assert_null(conf_load(put("bad.conf", "tenants = ( { name = \"acme\";\n"
+                                          "  bounces = { soft_limit = 99; }; } );\n"),
+                          &why));
+    assert_non_null(strstr(buf_str(&why), "bad.conf:2:"));
+    assert_non_null(strstr(buf_str(&why), "tenants.bounces.soft_limit"));
+    assert_null(
+        conf_load(put("bad.conf", "tenants = ( { name = \"acme\";\n"
+                                  "  bounces = { soft_window = \"3x\"; }; } );\n"),
+                  &why));
+    assert_non_null(strstr(buf_str(&why), "bad.conf:2:"));
     buf_release(&why);
 }
 
@@ -712,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_tenant_for),      cmocka_unit_test(test_tenant_valid),
         cmocka_unit_test(test_check_secret),    cmocka_unit_test(test_panics),
         cmocka_unit_test(test_shipped_example), cmocka_unit_test(test_tenant_scoped),
+        cmocka_unit_test(test_tenant_numbers),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -843,6 +843,78 @@ static void test_event(void **state)
     buf_release(&why);
 }
 
+/* the return path: a token naming tenant, message and recipient; own addresses */
+static void test_return_path(void **state)
+{
+    struct fx fx;
+    struct buf rp, why;
+    struct token_keys *keys;
+    struct token t;
+    struct pipeline_decision d;
+    const char *at, *plus;
+
+    (void)state;
+    buf_init(&rp, 256);
+    buf_init(&why, 64);
+    open_fx(&fx,
+            "unsubscribe = { mailto = \"unsubscribe@shop.example\"; };\n"
+            "tenants = ( { name = \"acme\"; feedback = { return_path = "
+            "\"bounces@acme.example\"; }; } );\n",
+            1);
+    /* none for a tenant without one: rp untouched */
+    buf_puts(&rp, "x");
+    assert_int_equal(
+        pipeline_return_path(fx.p, "default", "Q1", "a@example.org", &rp, &why), 0);
+    assert_string_equal(buf_str(&rp), "x");
+    assert_int_equal(
+        pipeline_return_path(fx.p, "acme", "Q1", "Bob@Example.ORG", &rp, &why), 1);
+    plus = strchr(buf_str(&rp), '+');
+    at = strrchr(buf_str(&rp), '@');
+    assert_non_null(plus);
+    assert_non_null(at);
+    assert_int_equal(strncmp(buf_str(&rp), "bounces+", 8), 0);
+    assert_string_equal(at, "@acme.example");
+    keys = token_keys_from_text(key_text, strlen(key_text), &why);
+    assert_non_null(keys);
+    assert_int_equal(token_decode(keys, plus + 1, (size_t)(at - plus - 1), &t, &why), 0);
+    assert_int_equal(t.purpose, TOKEN_RETURN_PATH);
+    assert_string_equal(t.tenant, "acme");
+    assert_string_equal(t.message, "Q1");
+    assert_string_equal(t.recipient, "Bob@example.org"); /* normalised */
+    assert_null(t.data); /* nothing more: it stays short */
+    token_release(&t);
+    /* a copy to several: no recipient */
+    assert_int_equal(pipeline_return_path(fx.p, "acme", "Q2", NULL, &rp, &why), 1);
+    plus = strchr(buf_str(&rp), '+');
+    at = strrchr(buf_str(&rp), '@');
+    assert_int_equal(token_decode(keys, plus + 1, (size_t)(at - plus - 1), &t, &why), 0);
+    assert_true(t.recipient == NULL || *t.recipient == 0);
+    token_release(&t);
+    token_keys_free(keys);
+    /* mail to sendguard's own feedback addresses is delivered, never looked up */
+    assert_int_equal(pipeline_decide(fx.p, "default", NULL,
+                                     "unsubscribe+"
+                                     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                                     "AAAAAAAAAAAAAAAAAAAAAAAAAAA@shop.example",
+                                     &d, &why),
+                     0);
+    assert_int_equal(d.own, 1);
+    assert_int_equal(d.action, POLICY_DELIVER);
+    assert_int_equal(
+        pipeline_decide(fx.p, "default", NULL, "BOUNCES+x@Acme.Example", &d, &why), 0);
+    assert_int_equal(d.own, 1);
+    assert_int_equal(
+        pipeline_decide(fx.p, "default", NULL, "bounces@acme.example", &d, &why), 0);
+    assert_int_equal(d.own, 0); /* without a token: an address like any */
+    assert_int_equal(
+        pipeline_decide(fx.p, "default", NULL, "unsubscribe+x@other.example", &d, &why),
+        0);
+    assert_int_equal(d.own, 0);
+    close_fx(&fx);
+    buf_release(&rp);
+    buf_release(&why);
+}
+
 /* bad settings are refused with the setting's name */
 static void test_bad_settings(void **state)
 {
@@ -851,6 +923,8 @@ static void test_bad_settings(void **state)
         "tracker = { url = \"https://t.example.net/?a=1\"; };\n",
         "unsubscribe = { mailto = \"no-at-sign\"; };\n",
         "unsubscribe = { mailto = \"a+b@example.net\"; };\n",
+        "feedback = { return_path = \"bounces+x@example.net\"; };\n",
+        "tenants = ( { name = \"acme\"; feedback = { return_path = \"nobody\"; }; } );\n",
     };
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -867,7 +941,8 @@ static void test_bad_settings(void **state)
             fail_msg("conf_load: %s", buf_str(&why));
         assert_null(pipeline_new(conf, NULL, "relay.test", &why));
         assert_true(strstr(buf_str(&why), "tracker.url") != NULL ||
-                    strstr(buf_str(&why), "unsubscribe.mailto") != NULL);
+                    strstr(buf_str(&why), "unsubscribe.mailto") != NULL ||
+                    strstr(buf_str(&why), "feedback.return_path") != NULL);
         conf_free(conf);
         buf_release(&why);
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
@@ -884,7 +959,7 @@ int main(void)
         cmocka_unit_test(test_event),          cmocka_unit_test(test_meta),
         cmocka_unit_test(test_tenant_options), cmocka_unit_test(test_bad_settings),
         cmocka_unit_test(test_changes),        cmocka_unit_test(test_tracking),
-        cmocka_unit_test(test_mark),
+        cmocka_unit_test(test_mark),           cmocka_unit_test(test_return_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -324,7 +324,7 @@ static void test_cases(void **state)
         struct policy_decision d;
 
         build(pc, &hits, &o);
-        policy_decide(&hits, &o, &d);
+        policy_decide(&hits, &o, POLICY_DROP_DEFAULT, &d);
         if (d.action != pc->action || d.reason != pc->reason ||
             d.allowed != pc->allowed || d.group != pc->group)
             fail_msg("case \"%s\": got action %d reason %s allowed %d group %u", pc->name,
@@ -343,10 +343,49 @@ static void test_null_options(void **state)
 
     (void)state;
     build(&cases[1], &hits, &o);
-    policy_decide(&hits, NULL, &d);
+    policy_decide(&hits, NULL, POLICY_DROP_DEFAULT, &d);
     assert_int_equal(d.action, POLICY_DROP);
     assert_string_equal(policy_reason_name(d.reason), "bounce");
     test_free(hits.m);
+}
+
+/* the tenant's bounce rules: which bounce types drop */
+static void test_bounce_drops(void **state)
+{
+    static const struct {
+        const char *type;
+        unsigned mask;
+        enum policy_action want;
+    } t[] = {
+        {"hard", POLICY_DROP_DEFAULT, POLICY_DROP},
+        {"soft", POLICY_DROP_DEFAULT, POLICY_DROP},
+        {"block", POLICY_DROP_DEFAULT, POLICY_DELIVER},
+        {"", POLICY_DROP_DEFAULT, POLICY_DROP}, /* an entry from before types */
+        {"hard", POLICY_DROP_SOFT, POLICY_DELIVER},
+        {"soft", POLICY_DROP_HARD, POLICY_DELIVER},
+        {"block", POLICY_DROP_BLOCK, POLICY_DROP},
+        {"block", POLICY_DROP_HARD | POLICY_DROP_SOFT | POLICY_DROP_BLOCK, POLICY_DROP},
+        {"hard", 0, POLICY_DELIVER},
+    };
+    struct conf *none = conf_defaults();
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        struct pcase pc = {"mask", {{'b', 0, t[i].type}}, 0,           0, 0, 0, 0,
+                           0,      POLICY_DELIVER,        POLICY_NONE, 0, 0};
+        struct store_hits hits;
+        struct smtpapi_opts o;
+        struct policy_decision d;
+
+        build(&pc, &hits, &o);
+        policy_decide(&hits, &o, t[i].mask, &d);
+        if (d.action != t[i].want)
+            fail_msg("type \"%s\" mask %u: got action %d", t[i].type, t[i].mask,
+                     d.action);
+        test_free(hits.m);
+    }
+    assert_int_equal(policy_bounce_drops(none, "acme"), POLICY_DROP_DEFAULT);
+    conf_free(none);
 }
 
 static void test_reason_names(void **state)
@@ -365,6 +404,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases),
         cmocka_unit_test(test_null_options),
+        cmocka_unit_test(test_bounce_drops),
         cmocka_unit_test(test_reason_names),
     };
 
