@@ -19,7 +19,10 @@
 #include "address.h"
 #include "event.h"
 #include "fdio.h"
+#include "msg.h"
 #include "mymalloc.h"
+#include "smtpapi.h"
+#include "stats.h"
 #include "utf8.h"
 
 /* event_day - YYYY-MM-DD (UTC) of a time */
@@ -217,6 +220,39 @@ static int append_line(const char *store_dir, int64_t ts, const char *line, size
     return 0;
 }
 
+/*
+ * count - the counters an event recorded adds to (stats.h), for its
+ * tenant, day and categories (category: a string, an array of them, or
+ * NULL); a counter that cannot be kept is logged, the event stays recorded
+ */
+static void count(const char *store_dir, int64_t ts, const char *type, const char *tenant,
+                  json_t *category, const char *reason, const char *btype, int unique)
+{
+    enum stats_metric ms[5];
+    int64_t n[5];
+    const char *cats[SMTPAPI_MAX_CATEGORIES];
+    size_t nm = stats_event(type, reason, btype, ms, n), nc = 0;
+    struct buf why;
+
+    if (unique && (strcmp(type, "open") == 0 || strcmp(type, "click") == 0)) {
+        ms[nm] = type[0] == 'o' ? STATS_UNIQUE_OPENS : STATS_UNIQUE_CLICKS;
+        n[nm++] = 1;
+    }
+    if (nm == 0)
+        return;
+    if (json_is_string(category))
+        cats[nc++] = json_string_value(category);
+    else if (json_is_array(category))
+        for (size_t i = 0; i < json_array_size(category) && nc < SMTPAPI_MAX_CATEGORIES;
+             i++)
+            if (json_is_string(json_array_get(category, i)))
+                cats[nc++] = json_string_value(json_array_get(category, i));
+    buf_init(&why, 64);
+    if (stats_add(store_dir, NULL, ts, tenant, cats, nc, ms, n, nm, &why) < 0)
+        msg_warn("event %s: cannot count it: %s", type, buf_str(&why));
+    buf_release(&why);
+}
+
 /* event_record - see event.h */
 int event_record(const char *store_dir, json_t *ev, struct buf *why)
 {
@@ -257,6 +293,13 @@ int event_record(const char *store_dir, json_t *ev, struct buf *why)
     line[len] = '\n'; /* replaces the NUL: write len + 1 bytes */
     rc = append_line(store_dir, (int64_t)json_integer_value(ts), line, len + 1, why);
     free(line);
+    if (rc == 0)
+        count(store_dir, (int64_t)json_integer_value(ts),
+              json_string_value(json_object_get(ev, "event")),
+              json_string_value(json_object_get(ev, "tenant")),
+              json_object_get(ev, "category"),
+              json_string_value(json_object_get(ev, "reason")),
+              json_string_value(json_object_get(ev, "type")), 0);
     return rc;
 }
 
@@ -315,10 +358,21 @@ static void put_int(struct buf *out, long long v)
 void event_line_begin(struct event_line *l, const char *type, const char *email,
                       const char *tenant)
 {
+    event_line_begin_at(l, (int64_t)time(NULL), type, email, tenant);
+}
+
+/* event_line_begin_at - see event.h */
+void event_line_begin_at(struct event_line *l, int64_t ts, const char *type,
+                         const char *email, const char *tenant)
+{
     char id[ID_LEN + 1];
 
     buf_init(&l->text, 512);
-    l->ts = (int64_t)time(NULL);
+    l->ts = ts;
+    snprintf(l->type, sizeof(l->type), "%s", type);
+    snprintf(l->tenant, sizeof(l->tenant), "%s", tenant);
+    l->members = l->members_len = 0;
+    l->unique = 0;
     event_new_id(thread_state(), id);
     buf_puts(&l->text, "{\"event\":");
     json_str(&l->text, type, strlen(type));
@@ -352,6 +406,8 @@ void event_line_members(struct event_line *l, const char *members, size_t len)
     if (len == 0)
         return;
     buf_putc(&l->text, ',');
+    l->members = l->text.len;
+    l->members_len = len;
     buf_append(&l->text, members, len);
 }
 
@@ -362,6 +418,25 @@ int event_line_end(const char *store_dir, struct event_line *l, struct buf *why)
 
     buf_puts(&l->text, "}\n");
     rc = append_line(store_dir, l->ts, l->text.data, l->text.len, why);
+    if (rc == 0) {
+        json_t *cat = NULL, *m = NULL;
+
+        /* the message's categories, from the fields the tracker added */
+        if (l->members_len > 0 &&
+            memmem(l->text.data + l->members, l->members_len, "\"category\"", 10)) {
+            struct buf obj;
+
+            buf_init(&obj, l->members_len + 2);
+            buf_putc(&obj, '{');
+            buf_append(&obj, l->text.data + l->members, l->members_len);
+            buf_putc(&obj, '}');
+            if ((m = json_loadb(obj.data, obj.len, 0, NULL)) != NULL)
+                cat = json_object_get(m, "category");
+            buf_release(&obj);
+        }
+        count(store_dir, l->ts, l->type, l->tenant, cat, NULL, NULL, l->unique);
+        json_decref(m);
+    }
     buf_release(&l->text);
     return rc;
 }
@@ -370,6 +445,11 @@ int event_line_end(const char *store_dir, struct event_line *l, struct buf *why)
 static int day_cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)b, *(char *const *)a);
+}
+
+static int day_cmp_old(const void *a, const void *b)
+{
+    return -day_cmp(a, b);
 }
 
 /* event_match - does a parsed event pass the query? */
@@ -540,7 +620,7 @@ int event_query(const char *store_dir, const struct event_query *q, event_fn fn,
         days[ndays++] = mystrdup(de->d_name);
     }
     closedir(dir);
-    qsort(days, ndays, sizeof(*days), day_cmp);
+    qsort(days, ndays, sizeof(*days), q->oldest_first ? day_cmp_old : day_cmp);
     buf_init(&path, 128);
     for (size_t i = 0; i < ndays && !stop && rc == 0; i++) {
         const char *end, *start, *data;
@@ -561,6 +641,24 @@ int event_query(const char *store_dir, const struct event_query *q, event_fn fn,
                 end = memchr(start, '\n', (size_t)(data + len - start));
                 if (end == NULL)
                     end = data + len;
+                ev = event_parse_line(start, end, skipped);
+                if (ev && event_match(ev, q) &&
+                    (fn(ev, ctx) != 0 || (q->limit && ++emitted >= q->limit)))
+                    stop = 1;
+                json_decref(ev);
+            }
+            unmap_day(data, len);
+            continue;
+        }
+        if (q->oldest_first) {
+            /* lines in the order they were written */
+            for (start = data; start < data + len && !stop; start = end + 1) {
+                json_t *ev;
+
+                if ((end = memchr(start, '\n', (size_t)(data + len - start))) == NULL)
+                    end = data + len;
+                if (end == start)
+                    continue;
                 ev = event_parse_line(start, end, skipped);
                 if (ev && event_match(ev, q) &&
                     (fn(ev, ctx) != 0 || (q->limit && ++emitted >= q->limit)))

@@ -34,9 +34,10 @@ struct event_query {
     const char *email;  /* normalised address, NULL: every address */
     const char *tenant; /* NULL: every tenant */
     long long limit;    /* 0: no limit */
+    int oldest_first;   /* the other order (without email) */
 };
 
-/* Called newest first; return non-zero to stop. */
+/* Called newest first (or oldest, as asked); return non-zero to stop. */
 typedef int (*event_fn)(json_t *ev, void *ctx);
 
 /*
@@ -59,10 +60,17 @@ int event_record(const char *store_dir, json_t *ev, struct buf *why);
 struct event_line {
     struct buf text;
     int64_t ts;
+    char type[32], tenant[65];   /* for the counters (stats.h) */
+    size_t members, members_len; /* where event_line_members put its text */
+    int unique; /* set by the caller: the recipient's first open or click of the message
+                 */
 };
 
 void event_line_begin(struct event_line *l, const char *type, const char *email,
                       const char *tenant);
+/* event_line_begin_at - the same for an event of time ts (a replay, a test) */
+void event_line_begin_at(struct event_line *l, int64_t ts, const char *type,
+                         const char *email, const char *tenant);
 void event_line_str(struct event_line *l, const char *key, const char *val, size_t len);
 void event_line_int(struct event_line *l, const char *key, long long v);
 void event_line_members(struct event_line *l, const char *members, size_t len);

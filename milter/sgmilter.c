@@ -51,6 +51,7 @@
 #include "mymalloc.h"
 #include "pipeline.h"
 #include "spool.h"
+#include "stats.h"
 #include "store.h"
 
 /*
@@ -157,6 +158,7 @@ static struct state *state_load(struct state *prev, struct buf *why)
     s->refs = 1;
     if ((s->conf = conf_load(conf_path, why)) == NULL)
         goto fail;
+    stats_configure(s->conf); /* a zone is set at the first load only */
     path = conf_string(s->conf, "store.path");
     if (prev && strcmp(prev->hs->path, path) == 0) {
         pthread_mutex_lock(&state_lock);

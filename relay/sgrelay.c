@@ -31,6 +31,7 @@
 
 #include "mymalloc.h"
 #include "relay.h"
+#include "stats.h"
 
 static const char *progname = "sgrelay";
 
@@ -235,7 +236,9 @@ int main(int argc, char **argv)
             die(EX_OSERR, "cannot drop privileges: %s", strerror(errno));
         setgid_run = 0;
     }
-    if ((conf = conf_load(conf_path, &why)) == NULL)
+    if ((conf = conf_load(conf_path, &why)) != NULL)
+        stats_configure(conf);
+    if (conf == NULL)
         die(EX_CONFIG, "%s", buf_str(&why));
     r.conf = conf;
     r.uid = getuid();

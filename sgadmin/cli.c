@@ -16,6 +16,7 @@
 #include "address.h"
 #include "cli.h"
 #include "mymalloc.h"
+#include "stats.h"
 
 /* cli_vsay - one "sgadmin: ..." line on stderr */
 static void cli_vsay(const char *fmt, va_list ap)
@@ -197,6 +198,7 @@ const char *cli_store_dir(struct cli *c, int *status)
     buf_release(&why);
     if (*status)
         return NULL;
+    stats_configure(c->conf); /* the days of the counters events add to */
     return c->store_dir ? c->store_dir : conf_string(c->conf, "store.path");
 }
 

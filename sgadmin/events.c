@@ -27,7 +27,7 @@ static int cmd_list(struct cli *c, int argc, char **argv)
         {"since", 1, &since, NULL}, {"until", 1, &until, NULL}, {"type", 1, &type, NULL},
         {"email", 1, &email, NULL}, {"limit", 1, &limit, NULL}, {NULL, 0, NULL, NULL},
     };
-    struct event_query q = {0, 0, NULL, NULL, NULL, 100};
+    struct event_query q = {0, 0, NULL, NULL, NULL, 100, 0};
     int rc;
     long long skipped = 0;
     const char *dir;

@@ -48,6 +48,7 @@
 #include "pipeline.h"
 #include "smtpapi.h"
 #include "store.h"
+#include "stats.h"
 #include "token.h"
 
 #if MHD_VERSION < 0x00097002
@@ -110,6 +111,7 @@ static struct state *state_load(struct buf *why)
     s->refs = 1;
     if ((s->conf = conf_load(conf_path, why)) == NULL)
         goto fail;
+    stats_configure(s->conf); /* a zone is set at the first load only */
     if (store == NULL) {
         if ((store = store_open(conf_string(s->conf, "store.path"),
                                 STORE_WRITE | STORE_CREATE, why)) == NULL)
@@ -232,6 +234,19 @@ static int record(struct ask *a, const char *type, uint32_t group, struct buf *w
     struct event_line l;
 
     event_line_begin(&l, type, a->t.recipient, a->t.tenant);
+    /* the first open (click) of the message by its recipient is a unique one */
+    if (a->t.purpose == TOKEN_OPEN || a->t.purpose == TOKEN_CLICK) {
+        struct buf err;
+        int first;
+
+        buf_init(&err, 64);
+        if ((first = stats_first(a->st->store_dir, a->t.created,
+                                 a->t.purpose == TOKEN_OPEN ? 'o' : 'c', a->t.tenant,
+                                 msgid, a->t.recipient, &err)) < 0)
+            msg_warn("cannot tell a unique %s: %s", type, buf_str(&err));
+        l.unique = first > 0;
+        buf_release(&err);
+    }
     event_line_str(&l, "sg_message_id", msgid, strlen(msgid));
     event_line_str(&l, "ip", a->ip, strlen(a->ip));
     if (ua != NULL)

@@ -100,7 +100,7 @@ static int query(struct event_query *q, struct tally *t, long long *skipped)
 static void test_concurrent_appenders(void **state)
 {
     enum { PROCS = 6, EACH = 3000 };
-    struct event_query q = {0, 0, NULL, NULL, NULL, 0};
+    struct event_query q = {0, 0, NULL, NULL, NULL, 0, 0};
     struct tally t;
     long long skipped;
     pid_t pids[PROCS];
@@ -131,7 +131,7 @@ static void test_concurrent_appenders(void **state)
 
 static void test_filters_and_order(void **state)
 {
-    struct event_query q = {0, 0, NULL, NULL, NULL, 0};
+    struct event_query q = {0, 0, NULL, NULL, NULL, 0, 0};
     struct tally t;
     long long skipped;
 
@@ -161,7 +161,7 @@ static void test_filters_and_order(void **state)
 
 static void test_torn_line_and_errors(void **state)
 {
-    struct event_query q = {0, 0, NULL, NULL, NULL, 0};
+    struct event_query q = {0, 0, NULL, NULL, NULL, 0, 0};
     struct tally t;
     long long skipped;
     char path[128];
@@ -215,7 +215,7 @@ static int ids_fn(json_t *ev, void *ctx)
  */
 static void test_file_replaced_and_fork(void **state)
 {
-    struct event_query q = {0, 0, NULL, NULL, NULL, 0};
+    struct event_query q = {0, 0, NULL, NULL, NULL, 0, 0};
     struct tally t;
     long long skipped;
     char path[128], away[160], ids[8][32];
