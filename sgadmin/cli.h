@@ -102,5 +102,7 @@ extern const struct cli_verb event_verbs[];
 extern const struct cli_verb dkim_verbs[];
 extern const struct cli_verb token_verbs[];
 extern const struct cli_verb ingest_verbs[];
+extern const struct cli_verb stats_verbs[];
+extern const struct cli_verb report_verbs[];
 
 #endif

@@ -31,6 +31,8 @@ static const struct cli_noun nouns[] = {
     {"token", token_verbs, "the token key file, and what a token says", STORE_NLISTS},
     {"ingest", ingest_verbs, "bounces, complaints and unsubscribe mail put on the lists",
      STORE_NLISTS},
+    {"stats", stats_verbs, "email statistics per day, week or month", STORE_NLISTS},
+    {"report", report_verbs, "the statistics as one HTML page", STORE_NLISTS},
     {NULL, NULL, NULL, STORE_NLISTS},
 };
 
