@@ -104,5 +104,6 @@ extern const struct cli_verb token_verbs[];
 extern const struct cli_verb ingest_verbs[];
 extern const struct cli_verb stats_verbs[];
 extern const struct cli_verb report_verbs[];
+extern const struct cli_verb webhook_verbs[];
 
 #endif

@@ -33,6 +33,7 @@ static const struct cli_noun nouns[] = {
      STORE_NLISTS},
     {"stats", stats_verbs, "email statistics per day, week or month", STORE_NLISTS},
     {"report", report_verbs, "the statistics as one HTML page", STORE_NLISTS},
+    {"webhook", webhook_verbs, "the signed event webhook", STORE_NLISTS},
     {NULL, NULL, NULL, STORE_NLISTS},
 };
 
