@@ -578,6 +578,21 @@ static void email_lines(const char *data, size_t len, const char *email,
     buf_release(&needle);
 }
 
+/*
+ * emit - one line of the log: parsed and, when it passes the query, handed
+ * to fn; 1 when the query is to stop (fn said so, or the limit is reached)
+ */
+static int emit(const char *start, const char *end, const struct event_query *q,
+                event_fn fn, void *ctx, long long *skipped, long long *emitted)
+{
+    json_t *ev = event_parse_line(start, end, skipped);
+    int stop = ev && event_match(ev, q) &&
+               (fn(ev, ctx) != 0 || (q->limit && ++*emitted >= q->limit));
+
+    json_decref(ev);
+    return stop;
+}
+
 /* event_query - see event.h */
 int event_query(const char *store_dir, const struct event_query *q, event_fn fn,
                 void *ctx, long long *skipped, struct buf *why)
@@ -635,17 +650,11 @@ int event_query(const char *store_dir, const struct event_query *q, event_fn fn,
             /* only the lines that name the address are parsed, newest first */
             email_lines(data, len, q->email, &starts, &nstarts, &capstarts);
             for (size_t k = nstarts; k-- > 0 && !stop;) {
-                json_t *ev;
-
-                start = (char *)starts[k];
+                start = starts[k];
                 end = memchr(start, '\n', (size_t)(data + len - start));
                 if (end == NULL)
                     end = data + len;
-                ev = event_parse_line(start, end, skipped);
-                if (ev && event_match(ev, q) &&
-                    (fn(ev, ctx) != 0 || (q->limit && ++emitted >= q->limit)))
-                    stop = 1;
-                json_decref(ev);
+                stop = emit(start, end, q, fn, ctx, skipped, &emitted);
             }
             unmap_day(data, len);
             continue;
@@ -653,17 +662,10 @@ int event_query(const char *store_dir, const struct event_query *q, event_fn fn,
         if (q->oldest_first) {
             /* lines in the order they were written */
             for (start = data; start < data + len && !stop; start = end + 1) {
-                json_t *ev;
-
                 if ((end = memchr(start, '\n', (size_t)(data + len - start))) == NULL)
                     end = data + len;
-                if (end == start)
-                    continue;
-                ev = event_parse_line(start, end, skipped);
-                if (ev && event_match(ev, q) &&
-                    (fn(ev, ctx) != 0 || (q->limit && ++emitted >= q->limit)))
-                    stop = 1;
-                json_decref(ev);
+                if (end > start)
+                    stop = emit(start, end, q, fn, ctx, skipped, &emitted);
             }
             unmap_day(data, len);
             continue;
@@ -671,21 +673,13 @@ int event_query(const char *store_dir, const struct event_query *q, event_fn fn,
         /* Lines newest first: walk the file backwards. */
         end = data + len;
         while (end > data && !stop) {
-            json_t *ev;
-
             if (end[-1] == '\n')
                 end--;
             start = end;
             while (start > data && start[-1] != '\n')
                 start--;
-            if (end > start) {
-                ev = event_parse_line(start, end, skipped);
-                if (ev && event_match(ev, q)) {
-                    if (fn(ev, ctx) != 0 || (q->limit && ++emitted >= q->limit))
-                        stop = 1;
-                }
-                json_decref(ev);
-            }
+            if (end > start)
+                stop = emit(start, end, q, fn, ctx, skipped, &emitted);
             end = start;
         }
         unmap_day(data, len);
