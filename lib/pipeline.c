@@ -876,9 +876,11 @@ int pipeline_mark(struct pipeline *p, const char *rcpt, int64_t now, struct buf 
     return 0;
 }
 
-/* pipeline_any_return_path - see pipeline.h */
-int pipeline_any_return_path(const struct pipeline *p)
+/* pipeline_has_return_path - see pipeline.h */
+int pipeline_has_return_path(const struct pipeline *p, const char *tenant)
 {
+    if (tenant)
+        return tenant_filters(p, tenant)->rp_local != NULL;
     for (size_t i = 0; i < p->ntfilters; i++)
         if (p->tfilters[i].rp_local)
             return 1;

@@ -236,9 +236,12 @@ size_t pipeline_meta_groups(const struct pipeline_meta *m, uint32_t *ids, size_t
 int pipeline_return_path(struct pipeline *p, const char *tenant, const char *message,
                          const char *rcpt, struct buf *out, struct buf *why);
 
-/* pipeline_any_return_path - has any tenant a return path (a milter asks to change
- * senders)? */
-int pipeline_any_return_path(const struct pipeline *p);
+/*
+ * pipeline_has_return_path - has this tenant a return path (its mail gets a
+ * new envelope sender)?  tenant NULL: has any tenant (a milter asks to
+ * change senders)?
+ */
+int pipeline_has_return_path(const struct pipeline *p, const char *tenant);
 
 /*
  * pipeline_event - what an event about this message carries besides the

@@ -119,6 +119,7 @@ struct msgctx {
     int need_body;       /* decided at the end of the header */
     int is_copy;         /* a copy sendguard made: pass it on as it is */
     int header_done;     /* header_done ran */
+    int settled;         /* accepted at the end of the header (settle) */
     char *tenant;        /* decided at the end of the header */
     struct buf fromaddr; /* the From address */
 };
@@ -259,7 +260,7 @@ static void msg_reset(struct msgctx *m)
     m->tenant = NULL;
     m->n_smtpapi = m->n_lu = m->n_lup = m->n_mark = 0;
     m->n_fields = 0;
-    m->have_from = m->need_body = m->is_copy = m->header_done = 0;
+    m->have_from = m->need_body = m->is_copy = m->header_done = m->settled = 0;
     m->refused = MFE_CONTINUE;
 }
 
@@ -294,12 +295,13 @@ static mfe_stat on_error(struct mfe_ctx *ctx, const struct state *st, const char
 
 /*
  * The steps sgmilter has nothing to answer at: it asks the MTA not to wait
- * for a reply there (each reply is a round trip).  It answers at a body chunk (to skip
- * the rest) and at the end.
+ * for a reply there (each reply is a round trip).  It answers at the end of
+ * the header (accepting there a message nothing will change: see settle),
+ * at a body chunk (to skip the rest) and at the end.
  */
 #define NR_STEPS                                                                         \
     (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_DATA |     \
-     SMFIP_NR_UNKN | SMFIP_NR_HDR | SMFIP_NR_EOH)
+     SMFIP_NR_UNKN | SMFIP_NR_HDR)
 
 /* no_reply - the MTA awaits no reply at this step (SMFIP_NR_*) */
 static int no_reply(struct mfe_ctx *ctx, unsigned long step)
@@ -390,33 +392,34 @@ static mfe_stat cb_negotiate(struct mfe_ctx *ctx, unsigned long f0, unsigned lon
         return MFE_REJECT;
     (void)conn_ctx(ctx); /* the connection counts for a SIGTERM from now */
     if ((s = state_get(1)) != NULL) {
-        chgfrom = pipeline_any_return_path(s->pl);
+        chgfrom = pipeline_has_return_path(s->pl, NULL);
         state_put(s, 1);
     }
     *pf0 = want | (f0 & SMFIF_CHGBODY) | (chgfrom ? f0 & SMFIF_CHGFROM : 0);
     /*
      * only the macros it reads, where it reads them: the login at MAIL, the
-     * queue id (for the log and events) at RCPT and at the end; none at the
-     * other steps (Postfix sends a step's macros with each of its packets,
-     * the header's with every field).  "None" is a macro no MTA defines: to
-     * Postfix an empty list means its own default list.
+     * queue id (for the log and events) at RCPT, at the end of the header
+     * and at the end; none at the other steps (Postfix sends a step's macros
+     * with each of its packets, the header's with every field, which is why
+     * the header's "i" is asked at its end alone).  "None" is a macro no MTA
+     * defines: to Postfix an empty list means its own default list.
      */
     if ((f0 & SMFIF_SETSYMLIST) && mfe_setsymlist(ctx, SMFIM_CONNECT, NO_MACROS) == 0 &&
         mfe_setsymlist(ctx, SMFIM_HELO, NO_MACROS) == 0 &&
         mfe_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen}") == 0 &&
         mfe_setsymlist(ctx, SMFIM_ENVRCPT, "i") == 0 &&
         mfe_setsymlist(ctx, SMFIM_DATA, NO_MACROS) == 0 &&
-        mfe_setsymlist(ctx, SMFIM_EOH, NO_MACROS) == 0 &&
+        mfe_setsymlist(ctx, SMFIM_EOH, "i") == 0 &&
         mfe_setsymlist(ctx, SMFIM_EOM, "i") == 0)
         *pf0 |= SMFIF_SETSYMLIST;
     /*
-     * the body only when the header says it is needed (MFE_SKIP); no
-     * connect, HELO, unknown command, DATA or end-of-header step (the
-     * first body chunk, or the end, tells the header is over); no reply
-     * awaited but at the body and the end
+     * no connect, HELO, unknown command or DATA step; no reply awaited but
+     * at the end of the header (where a message nothing changes is
+     * accepted, its body never sent), at the body (skipped when the header
+     * says it is not needed: MFE_SKIP) and at the end
      */
     *pf1 = f1 & (SMFIP_SKIP | SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOUNKNOWN |
-                 SMFIP_NODATA | SMFIP_NOEOH | NR_STEPS);
+                 SMFIP_NODATA | NR_STEPS);
     return MFE_CONTINUE;
 }
 
@@ -514,9 +517,9 @@ static int marked(struct msgctx *m)
 }
 
 /*
- * header_done - at the end of the header (the first body chunk or the end
- * of the message, the MTA sending no end-of-header step): the tenant, and
- * whether the body is needed at all
+ * header_done - at the end of the header (its step, else the first body
+ * chunk or the end of the message): the tenant, and whether the body is
+ * needed at all
  */
 static void header_done(struct msgctx *m)
 {
@@ -537,18 +540,6 @@ static void header_done(struct msgctx *m)
     m->need_body = m->n_smtpapi > 0 ||
                    pipeline_may_change(st->pl, m->tenant,
                                        m->fromaddr.len ? buf_str(&m->fromaddr) : NULL);
-}
-
-/* cb_eoh - for an MTA that sends the step (sgmilter asks it not to) */
-static mfe_stat cb_eoh(struct mfe_ctx *ctx)
-{
-    struct msgctx *m = ctx_of(ctx);
-
-    if (m && m->refused != MFE_CONTINUE && !no_reply(ctx, SMFIP_NR_EOH))
-        return refusal(ctx, m);
-    if (m && m->st)
-        header_done(m);
-    return MFE_CONTINUE;
 }
 
 /*
@@ -874,23 +865,49 @@ static mfe_stat return_path(struct mfe_ctx *ctx, struct msgctx *m, const char *r
     return rc;
 }
 
-/* decide - the message's options and every recipient's decision, applied */
-static mfe_stat decide(struct mfe_ctx *ctx, struct msgctx *m)
-{
-    struct state *st = m->st;
+/* A message's decisions: its options and each recipient's. */
+struct plan {
     struct smtpapi_opts opts;
     struct pipeline_decision *d;
+    char **addrs;   /* the recipients, brackets removed */
+    size_t n;       /* m->nrcpts */
+    size_t dropped; /* recipients the policy drops */
+    size_t own;     /* sendguard's own feedback addresses */
+};
+
+static void plan_free(struct plan *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        myfree(p->addrs[i]);
+    myfree(p->addrs);
+    myfree(p->d);
+    smtpapi_free(&p->opts);
+}
+
+/*
+ * plan_make - the options (X-SMTPAPI's, then the tenant's) and every
+ * recipient's decision, before anything is changed (a store error changes
+ * nothing): MFE_CONTINUE, else the answer (an invalid X-SMTPAPI refused, an
+ * internal failure).  plan_free p either way.
+ */
+static mfe_stat plan_make(struct mfe_ctx *ctx, struct msgctx *m, struct plan *p)
+{
+    struct state *st = m->st;
     struct buf why;
-    const char *tenant = m->tenant;
-    char **addrs;
-    size_t kept = 0, ownly = 0;
     mfe_stat rc = MFE_CONTINUE;
 
-    smtpapi_init(&opts);
+    smtpapi_init(&p->opts);
+    p->n = m->nrcpts;
+    p->dropped = p->own = 0;
+    p->d = mycalloc(p->n ? p->n : 1, sizeof(*p->d));
+    p->addrs = mycalloc(p->n ? p->n : 1, sizeof(char *));
+    for (size_t i = 0; i < p->n; i++)
+        p->addrs[i] = unbracket(m->rcpts[i]);
     buf_init(&why, 128);
     if (m->n_smtpapi > 1 ||
-        (m->n_smtpapi == 1 && pipeline_options_field(st->conf, m->smtpapi.data,
-                                                     m->smtpapi.len, &opts, &why) < 0)) {
+        (m->n_smtpapi == 1 &&
+         pipeline_options_field(st->conf, m->smtpapi.data, m->smtpapi.len, &p->opts,
+                                &why) < 0)) {
         if (m->n_smtpapi > 1)
             buf_setf(&why, "the message has %d X-SMTPAPI fields; one is allowed",
                      m->n_smtpapi);
@@ -906,51 +923,63 @@ static mfe_stat decide(struct mfe_ctx *ctx, struct msgctx *m)
             msg_info("%s: reject: %s", queue_id(ctx), buf_str(&text));
             mfe_setreply(ctx, "550", "5.6.0", buf_str(&text));
             buf_release(&text);
-            smtpapi_free(&opts);
             buf_release(&why);
             return MFE_REJECT;
         }
         msg_info("%s: X-SMTPAPI ignored: %s", queue_id(ctx), buf_str(&why));
-        smtpapi_free(&opts);
-        smtpapi_init(&opts);
+        smtpapi_free(&p->opts);
+        smtpapi_init(&p->opts);
     }
-    pipeline_tenant_options(st->pl, tenant, &opts);
-
-    /* every decision first: a store error changes nothing */
-    d = mycalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*d));
-    addrs = mycalloc(m->nrcpts ? m->nrcpts : 1, sizeof(char *));
-    for (size_t i = 0; i < m->nrcpts; i++) {
-        addrs[i] = unbracket(m->rcpts[i]);
-        if (pipeline_decide(st->pl, tenant, &opts, addrs[i], &d[i], &why) < 0) {
+    pipeline_tenant_options(st->pl, m->tenant, &p->opts);
+    for (size_t i = 0; i < p->n && rc == MFE_CONTINUE; i++) {
+        if (pipeline_decide(st->pl, m->tenant, &p->opts, p->addrs[i], &p->d[i], &why) < 0)
             rc = on_error(ctx, st, buf_str(&why));
-            goto out;
-        }
+        else if (p->d[i].own)
+            p->own++;
+        else if (p->d[i].action == POLICY_DROP)
+            p->dropped++;
     }
-    for (size_t i = 0; i < m->nrcpts; i++) {
-        if (d[i].own) {
-            ownly++;
-            continue;
-        }
-        record(ctx, st, tenant, addrs[i], "processed", NULL, &opts, d[i].group);
-    }
-    if (ownly == m->nrcpts && ownly > 0) {
-        /* feedback coming in (a bounce, a complaint, an unsubscribe mail) */
+    buf_release(&why);
+    return rc;
+}
+
+/* record_processed - the processed events: every recipient but sendguard's own */
+static void record_processed(struct mfe_ctx *ctx, struct msgctx *m, const struct plan *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (!p->d[i].own)
+            record(ctx, m->st, m->tenant, p->addrs[i], "processed", NULL, &p->opts,
+                   p->d[i].group);
+    if (p->own == p->n && p->n > 0) /* feedback coming in: a bounce, a complaint... */
         msg_info("%s: to sendguard's feedback addresses only: passed on", queue_id(ctx));
+}
+
+/* decide - at the end: the message's decisions, applied */
+static mfe_stat decide(struct mfe_ctx *ctx, struct msgctx *m)
+{
+    struct state *st = m->st;
+    struct plan p;
+    const char *tenant = m->tenant;
+    size_t kept;
+    mfe_stat rc = plan_make(ctx, m, &p);
+
+    if (rc != MFE_CONTINUE)
         goto out;
-    }
-    for (size_t i = 0; i < m->nrcpts; i++) {
-        if (d[i].action != POLICY_DROP) {
-            kept++;
+    record_processed(ctx, m, &p);
+    if (p.own == p.n && p.n > 0)
+        goto out;
+    kept = p.n - p.dropped;
+    for (size_t i = 0; i < p.n; i++) {
+        if (p.d[i].action != POLICY_DROP)
             continue;
-        }
         if (mfe_delrcpt(ctx, m->rcpts[i]) < 0) {
             rc = on_error(ctx, st, "the MTA refused to remove a recipient");
             goto out;
         }
-        msg_info("%s: to=<%s>, status=dropped (%s)", queue_id(ctx), addrs[i],
-                 policy_reason_name(d[i].reason));
-        record(ctx, st, tenant, addrs[i], "dropped", policy_reason_name(d[i].reason),
-               &opts, d[i].group);
+        msg_info("%s: to=<%s>, status=dropped (%s)", queue_id(ctx), p.addrs[i],
+                 policy_reason_name(p.d[i].reason));
+        record(ctx, st, tenant, p.addrs[i], "dropped", policy_reason_name(p.d[i].reason),
+               &p.opts, p.d[i].group);
     }
     /* the header never leaves the server, nor a marker that did not verify */
     for (int k = m->n_smtpapi; k >= 1; k--)
@@ -960,7 +989,7 @@ static mfe_stat decide(struct mfe_ctx *ctx, struct msgctx *m)
         }
     for (int k = m->n_mark; k >= 1; k--)
         mfe_chgheader(ctx, PIPELINE_MARK_FIELD, k, NULL);
-    if (kept == 0 && m->nrcpts > 0) {
+    if (kept == 0 && p.n > 0) {
         if (strcmp(conf_string(st->conf, "milter.all_dropped"), "reject") == 0) {
             mfe_setreply(ctx, "550", "5.7.1", "message not accepted");
             rc = MFE_REJECT;
@@ -972,20 +1001,58 @@ static mfe_stat decide(struct mfe_ctx *ctx, struct msgctx *m)
         size_t first = 0;
 
         if (m->need_body)
-            rc = personalise(ctx, m, &opts, d, addrs, kept, &handed);
-        while (d[first].action == POLICY_DROP)
+            rc = personalise(ctx, m, &p.opts, p.d, p.addrs, kept, &handed);
+        while (p.d[first].action == POLICY_DROP)
             first++;
         /* the return path names the recipient when one is left in the transaction */
         if (rc == MFE_CONTINUE)
-            rc = return_path(ctx, m, kept == 1 || handed ? addrs[first] : NULL);
+            rc = return_path(ctx, m, kept == 1 || handed ? p.addrs[first] : NULL);
     }
 out:
-    for (size_t i = 0; i < m->nrcpts; i++)
-        myfree(addrs[i]);
-    myfree(addrs);
-    myfree(d);
-    smtpapi_free(&opts);
-    buf_release(&why);
+    plan_free(&p);
+    return rc;
+}
+
+/*
+ * settle - at the end of the header, a message nothing will change: its
+ * body not needed (no X-SMTPAPI, no key for its From domain, no group, no
+ * tracking), no marker to remove, no return path, and no recipient
+ * dropped.  Its events are recorded and it is accepted there: the MTA sends
+ * neither its body nor its end (one answer for the message instead of two,
+ * and the body never crosses).  Else MFE_CONTINUE, and the end decides.
+ */
+static mfe_stat settle(struct mfe_ctx *ctx, struct msgctx *m)
+{
+    struct plan p;
+    mfe_stat rc;
+
+    if (m->is_copy || m->need_body || m->n_mark > 0 || m->nrcpts == 0 ||
+        pipeline_has_return_path(m->st->pl, m->tenant))
+        return MFE_CONTINUE;
+    if ((rc = plan_make(ctx, m, &p)) == MFE_CONTINUE && p.dropped == 0) {
+        record_processed(ctx, m, &p);
+        rc = MFE_ACCEPT;
+    }
+    plan_free(&p);
+    return rc;
+}
+
+static mfe_stat cb_eoh(struct mfe_ctx *ctx)
+{
+    struct msgctx *m = ctx_of(ctx);
+    mfe_stat rc;
+
+    if (m && m->refused != MFE_CONTINUE && !no_reply(ctx, SMFIP_NR_EOH))
+        return refusal(ctx, m);
+    if (m == NULL || m->st == NULL)
+        return MFE_CONTINUE;
+    header_done(m);
+    if (no_reply(ctx, SMFIP_NR_EOH))
+        return MFE_NOREPLY;
+    if ((rc = settle(ctx, m)) == MFE_ACCEPT)
+        m->settled = 1; /* its end, should the MTA send it, changes nothing */
+    else if (rc != MFE_CONTINUE)
+        msg_reset(m); /* refused: the message is forgotten */
     return rc;
 }
 
@@ -996,6 +1063,10 @@ static mfe_stat cb_eom(struct mfe_ctx *ctx)
 
     if (m && m->refused != MFE_CONTINUE)
         return refusal(ctx, m);
+    if (m && m->settled) {
+        msg_reset(m);
+        return MFE_CONTINUE;
+    }
     if (m == NULL || m->st == NULL)
         return on_error(ctx, NULL, "end of message without its envelope");
     header_done(m); /* a message without a body */

@@ -11,7 +11,9 @@
 #                   (5000) bounces, spam reports, global unsubscribes and
 #                   group suppressions each (plus domain and digest entries);
 #                   the message has no X-SMTPAPI and its From domain has no
-#                   DKIM key and no default group, so sgmilter skips the body;
+#                   DKIM key and no default group, and its recipient is not
+#                   suppressed: sgmilter accepts it at the end of its
+#                   header, and Postfix sends it neither body nor end;
 #     (3) full      sgmilter doing everything: the message carries
 #                   X-SMTPAPI {"asm_group_id": GID}, its From domain has an
 #                   rsa-2048 key ("sgadmin dkim generate --bits 2048"), a
@@ -47,7 +49,7 @@
 #   lines) with "smtp-source -s SESSIONS -m N -N -F FILE -f SENDER -t
 #   rcpt@example.org" (one connection per message, as without -d; -N makes
 #   every recipient distinct: 1rcpt@, 2rcpt@, ...; none is suppressed).
-# Rounds: ROUNDS (3) rounds, each running all five configurations in turn,
+# Rounds: ROUNDS (5) rounds, each running all five configurations in turn,
 #   the starting one rotating; per configuration the median msgs/s; the bars
 #   hold the ratios of those medians (each round's own ratios are printed).
 # Usage: tests/bench/run-milter-bench.sh   (as root; postfix, smtp-sink,
@@ -59,15 +61,17 @@
 #   under SG_TOP_BUILDDIR or the top directory; the bench runs copies),
 #   OPENDKIM (/usr/sbin/opendkim), MILTER_SOCKET (unix: both milters on
 #   unix sockets, their defaults; inet: on loopback TCP ports), N (2000), SESSIONS (20), SIZE (4096),
-#   ROUNDS (3), SUPP (5000), TIMEOUT (900 s per run), SMTP_SOURCE_OPTS
+#   ROUNDS (5), SUPP (5000), TIMEOUT (900 s per run), SMTP_SOURCE_OPTS
 #   (more smtp-source options, e.g. -d: several messages per session; not
 #   the requirement's load), KEEP=1 keeps the work directory, PERF=1
 #   profiles the milter of each run with perf record (its top symbols are
 #   printed; perf's own load skews the figures).
 # Output: "# " lines are commentary; the others are KEY=VALUE results: one
 #   "run" line per run (also when smtp-source was done, i.e. Postfix had
-#   accepted all N, and the milter process's CPU time per message from
-#   /proc/PID/stat), then the medians, ratios and memory; the last lines
+#   accepted all N, the milter process's CPU time per message from
+#   /proc/PID/stat, and the whole machine's from /proc/stat: what the
+#   configuration costs Postfix, the sinks and smtp-source besides), then
+#   the medians, ratios and memory; the last lines
 #   are bar_...=PASS|FAIL; the exit status is 1 when a bar fails,
 #   2 when the bench could not run.
 set -eu
@@ -79,7 +83,7 @@ SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
 N=${N:-2000}
 SESSIONS=${SESSIONS:-20}
 SIZE=${SIZE:-4096}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 SUPP=${SUPP:-5000}
 TIMEOUT=${TIMEOUT:-900}
 SMTP_SOURCE_OPTS=${SMTP_SOURCE_OPTS:-}
@@ -368,6 +372,8 @@ cpu_ticks() {
     [ -n "$1" ] || { echo 0; return; }
     sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
+# machine_ticks - clock ticks every CPU spent busy (user, nice, system, irq, softirq)
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # processed_events [PATTERN] - "processed" events in sgmilter's event log
@@ -470,6 +476,7 @@ run() {
     _ev0=$(processed_events)
     _gev0=$(processed_events "\"asm_group_id\":$GID,")
     _cpu0=$(cpu_ticks "$_pid")
+    _all0=$(machine_ticks)
     _perf=
     if [ -n "${PERF:-}" ] && [ -n "$_pid" ]; then
         perf record -q -F 499 -g -p "$_pid" -o "$work/perf-$_c-$2.data" >/dev/null 2>&1 &
@@ -488,6 +495,7 @@ run() {
         >"$work/run.out" 2>"$work/run.err" ||
         die "the $_c run (round $2) failed: $(cat "$work/run.err"); $(pf_log 10)"
     _cpu1=$(cpu_ticks "$_pid")
+    _all1=$(machine_ticks)
     if [ -n "$_perf" ]; then
         kill -INT "$_perf" 2>/dev/null || true
         wait "$_perf" 2>/dev/null || true
@@ -513,9 +521,10 @@ run() {
     [ -z "$_pid" ] || _cpu=$(echo "scale=2; ($_cpu1 - $_cpu0) * 1000 / $CLK_TCK / $N" | bc -l | sed 's/^\./0./')
     _hwm=-
     [ "$_pid" != "$MILTER_PID" ] || _hwm=$(hwm_kib "$MILTER_PID")
-    echo "$2 $_c $_s $_rate $_cpu $_hwm" >>"$work/results"
+    _all=$(echo "scale=2; ($_all1 - $_all0) * 1000 / $CLK_TCK / $N" | bc -l | sed 's/^\./0./')
+    echo "$2 $_c $_s $_rate $_cpu $_hwm $_all" >>"$work/results"
     echo "run round=$2 config=$_c seconds=$_s msgs_per_s=$_rate smtp_source_done_s=$_acc" \
-        "milter_cpu_ms_per_msg=$_cpu sgmilter_vmhwm_kib=$_hwm"
+        "milter_cpu_ms_per_msg=$_cpu sgmilter_vmhwm_kib=$_hwm machine_cpu_ms_per_msg=$_all"
 }
 
 CLK_TCK=$(getconf CLK_TCK)
@@ -564,6 +573,7 @@ kill -0 "$MILTER_PID" 2>/dev/null || die "sgmilter is gone: $(tail -n 20 "$work/
 
 med_of() { awk -v c="$1" '$2 == c { print $4 }' "$work/results" | median; }
 cpu_med_of() { awk -v c="$1" '$2 == c && $5 != "-" { print $5 }' "$work/results" | median; }
+all_med_of() { awk -v c="$1" '$2 == c { print $7 }' "$work/results" | median; }
 rounds_of() { awk -v c="$1" '$2 == c { printf "%s%8s", sep, $4; sep = " " }' "$work/results"; }
 m1=$(med_of nomilter)
 m2=$(med_of supp)
@@ -577,11 +587,13 @@ r51=$(ratio "$m5" "$m1")
 
 echo "#"
 printf '# %-32s %s  %8s  %s\n' "configuration" "$(r=1; sep=; while [ "$r" -le "$ROUNDS" ]; do
-    printf '%s%8s' "$sep" "round$r"; sep=' '; r=$((r + 1)); done)" "median" "milter CPU ms/msg (median)"
+    printf '%s%8s' "$sep" "round$r"; sep=' '; r=$((r + 1)); done)" "median" \
+    "CPU ms/msg (medians): milter, machine"
 echo "#   (msgs/s: N / (smtp-source start .. all N at the sink, queue empty))"
 for c in $CONFIGS; do
     cm=$(cpu_med_of "$c")
-    printf '# %-32s %s  %8s  %s\n' "$(label_of "$c")" "$(rounds_of "$c")" "$(med_of "$c")" "${cm:--}"
+    printf '# %-32s %s  %8s  %6s %6s\n' "$(label_of "$c")" "$(rounds_of "$c")" "$(med_of "$c")" \
+        "${cm:--}" "$(all_med_of "$c")"
 done
 echo "# per-round ratios (supp/nomilter full/nomilter full/opendkim track/nomilter):"
 r=1

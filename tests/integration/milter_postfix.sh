@@ -247,14 +247,20 @@ printf 'From: news@shop.example\nSubject: viasendmail\n\nbody\n' |
 wait_for viasendmail
 check "sendmail: quit@ dropped, ok@ delivered" [ "$(rcpts_of "$(arrived viasendmail)")" = "ok@example.org " ]
 
-# mail needing nothing (no group, no key for its domain) passes unchanged
+# mail needing nothing (no group, no key for its domain, no recipient
+# suppressed) passes unchanged: the milter accepts it at the end of its
+# header, and its processed event is recorded all the same
 SEND_FROM="Other <a@other.example>"
 export SEND_FROM
+expect 0 $A --json events list --type processed
+np=$($PY -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$WORK/out")
 send plain "X-Test: plain\\n" ok@example.org
 wait_for plain
 P=$(arrived plain)
 check "headers as sent" sh -c "grep -q '^X-Test: plain' '$P' && grep -q '^From: Other <a@other.example>' '$P'"
 check_not "no signature, no unsubscribe fields" grep -qi '^DKIM-Signature\|^List-Unsubscribe' "$P"
+expect 0 $A --json events list --type processed
+json "len(j) == $np + 1 and sum(e['email'] == 'ok@example.org' and e['tenant'] == 'default' for e in j) >= 1"
 
 # the milter gone: Postfix tempfails, nothing is lost; back, it delivers
 kill "$MILTER_PID"

@@ -16,8 +16,11 @@ data (a NUL as \\0, any byte outside printable ASCII or a backslash as
 
     s -<gone@example.org>\\0 c
 
-(the first body chunk skipped, then at the end of the message the
-suppressed recipient removed and the message let through).  An option
+(the end of the header continued, the first body chunk skipped, then at
+the end of the message the suppressed recipient removed and the message let
+through: "c s -<gone@example.org>\\0 c").  A message that needs nothing is
+accepted at the end of its header ("a"); its client then sends, as Postfix
+does, neither its body nor its end but an ABORT.  An option
 negotiation is shown as "version=V actions=0xA steps=0xS lists=..." with
 each macro list as STAGE:"MACROS" ("none" without lists).  What the milter
 sends until it closes a connection is "closed" when it sends nothing, and
@@ -123,9 +126,10 @@ def optneg(version=6, actions=ALL_ACTIONS, steps=ALL_STEPS):
     return pkt(b"O", struct.pack(">III", version, actions, steps))
 
 
-def envelope(qid=None, rcpts=(GONE, OK), macro="i", fields=(), rmacro=True):
+def envelope(qid=None, rcpts=(GONE, OK), macro="i", fields=(), rmacro=True, eoh=True):
     """MAIL, each RCPT (a macro packet with the queue id before it, as
-    Postfix sends them when rmacro), the header fields"""
+    Postfix sends them when rmacro), the header fields, and (eoh) the end of
+    the header, the step sgmilter answers first"""
     p = [pkt(b"M", z(SENDER, "SIZE=300"))]
     for r in rcpts:
         if qid and rmacro:
@@ -133,6 +137,8 @@ def envelope(qid=None, rcpts=(GONE, OK), macro="i", fields=(), rmacro=True):
         p.append(pkt(b"R", z(r)))
     for name, value in FIELDS + list(fields):
         p.append(pkt(b"L", z(name, value)))
+    if eoh:
+        p.append(pkt(b"N"))
     return b"".join(p)
 
 
@@ -147,9 +153,15 @@ def ending(qid=None, macro="i", body=BODY, emacros=None):
     return b"".join(p)
 
 
-def message(qid=None, **kw):
+def message(qid=None, settled=False, **kw):
+    """a whole message: three answers (the end of the header, the body
+    chunk, the end); settled, one that needs nothing: its envelope and
+    header, then an ABORT, as Postfix ends a transaction the milter
+    accepted at the end of the header (one answer)"""
     env = {k: kw[k] for k in ("rcpts", "macro", "fields", "rmacro") if k in kw}
     end = {k: kw[k] for k in ("macro", "body", "emacros") if k in kw}
+    if settled:
+        return envelope(qid, **env) + pkt(b"A")
     return envelope(qid, **env) + ending(qid, **end)
 
 
@@ -269,13 +281,12 @@ def scene_negotiate(port):
     say("optneg-v6-end", c.end)
     c = Conn(port)
     say("optneg-v2", c.negotiate, 2, 0x3F, 0x7F)
-    # an MTA of version 2 waits at every step: one reply each (no
-    # end-of-header step: SMFIP_NOEOH is negotiated)
+    # an MTA of version 2 waits at every step: one reply each
     steps = [("mail", pkt(b"M", z(SENDER))),
              ("rcpt1", pkt(b"D", b"R" + z("i", "Q1V2")) + pkt(b"R", z(GONE))),
              ("rcpt2", pkt(b"D", b"R" + z("i", "Q1V2")) + pkt(b"R", z(OK)))]
     steps += [("header%d" % i, pkt(b"L", z(n, v))) for i, (n, v) in enumerate(FIELDS, 1)]
-    steps += [("body", pkt(b"B", BODY)),
+    steps += [("eoh", pkt(b"N")), ("body", pkt(b"B", BODY)),
               ("eom", pkt(b"D", b"E" + z("i", "Q1V2")) + pkt(b"E"))]
     say("optneg-v2-steps", lambda: " ".join("%s=%s" % (n, c.ask(d)) for n, d in steps))
     say("optneg-v2-end", c.end)
@@ -292,31 +303,32 @@ def scene_negotiate(port):
 
 def scene_one_write(port):
     c = connect(port, "one-write")
-    say("one-write", c.ask, message("Q2ONE"), 2)
+    say("one-write", c.ask, message("Q2ONE"), 3)
     # two messages in one write (no MTA does it: the engine answers both)
-    say("one-write-two", c.ask, message("Q2TWO-A") + message("Q2TWO-B", rcpts=(OK,)), 4)
+    say("one-write-two", c.ask,
+        message("Q2TWO-A") + message("Q2TWO-B", rcpts=(OK,), settled=True), 4)
     say("one-write-end", c.end)
 
 
 def scene_byte_by_byte(port):
     c = Conn(port, nodelay=True)
     say("byte-by-byte-optneg", c.negotiate, bytewise=True)
-    say("byte-by-byte", lambda: (c.send(message("Q3BYTE"), bytewise=True), c.answers(2))[1])
+    say("byte-by-byte", lambda: (c.send(message("Q3BYTE"), bytewise=True), c.answers(3))[1])
     say("byte-by-byte-end", c.end)
 
 
 def scene_macros(port):
     c = connect(port, "macros")
     # "{i}" at each RCPT, none at the end
-    say("macros-brace", c.ask, message("Q4BRACE", macro="{i}", emacros=b""), 2)
+    say("macros-brace", c.ask, message("Q4BRACE", macro="{i}", emacros=b""), 3)
     # "i" at the end only
-    say("macros-plain", c.ask, message("Q4PLAIN", rmacro=False), 2)
+    say("macros-plain", c.ask, message("Q4PLAIN", rmacro=False), 3)
     # none: the last message's are gone
-    say("macros-none", c.ask, message(None), 2)
+    say("macros-none", c.ask, message(None), 3)
     # several in one packet, the queue id last
     say("macros-several", c.ask, message(
         "Q4SEVERAL", rmacro=False,
-        emacros=z("{mail_host}", "mx.example", "j", "mta.example", "{i}", "Q4SEVERAL")), 2)
+        emacros=z("{mail_host}", "mx.example", "j", "mta.example", "{i}", "Q4SEVERAL")), 3)
     say("macros-end", c.end)
 
 
@@ -324,25 +336,26 @@ def scene_abort(port):
     c = connect(port, "abort")
     # after the header (with an invalid X-SMTPAPI), then a message without
     # a queue id (logged NOQUEUE: the aborted one's macros are gone)
-    c.send(envelope("Q5ABORTED", fields=[("X-SMTPAPI", "not json")]) + pkt(b"A"))
-    say("abort-header", c.ask, message(None), 2)
+    c.send(envelope("Q5ABORTED", fields=[("X-SMTPAPI", "not json")], eoh=False) + pkt(b"A"))
+    say("abort-header", c.ask, message(None), 3)
     # after a body chunk (answered: SKIP), then a message as usual
-    say("abort-body-chunk", c.ask, envelope("Q5ABORTED2") + pkt(b"B", BODY))
+    say("abort-body-chunk", c.ask, envelope("Q5ABORTED2") + pkt(b"B", BODY), 2)
     c.send(pkt(b"A"))
-    say("abort-body", c.ask, message("Q5AGAIN"), 2)
+    say("abort-body", c.ask, message("Q5AGAIN"), 3)
     say("abort-end", c.end)
 
 
 def scene_quit_nc(port):
     c = connect(port, "quit-nc")
-    say("quit-nc-first", c.ask, message("Q5FIRST"), 2)
+    say("quit-nc-first", c.ask, message("Q5FIRST"), 3)
     # QUIT_NC: a new connection on this one, without a new negotiation
     # (NOCONNECT and NOHELO are negotiated: MAIL comes next)
     c.send(pkt(b"K"))
-    say("quit-nc-after", c.ask, message("Q5AFTERK"), 2)
-    # QUIT_NC within a message: it is aborted
-    c.send(envelope("Q5ABORTEDK") + pkt(b"K"))
-    say("quit-nc-within", c.ask, message("Q5AFTERK2", rcpts=(OK,)), 2)
+    say("quit-nc-after", c.ask, message("Q5AFTERK"), 3)
+    # QUIT_NC within a message (in its header): it is aborted, and the next
+    # needs nothing (gone@ was the aborted one's)
+    c.send(envelope("Q5ABORTEDK", eoh=False) + pkt(b"K"))
+    say("quit-nc-within", c.ask, message("Q5AFTERK2", rcpts=(OK,), settled=True), 1)
     say("quit-nc-end", c.end)
 
 
@@ -372,9 +385,9 @@ def scene_malformed(port):
         say("bad-%s-next-end" % name, n.end)
     # the largest packet taken: a body chunk of 1 MiB + 63 bytes
     c = connect(port, "largest")
-    say("largest-packet", c.ask, message("Q6LARGEST", body=b"x" * (MAX_PACKET - 1)), 2)
+    say("largest-packet", c.ask, message("Q6LARGEST", body=b"x" * (MAX_PACKET - 1)), 3)
     say("largest-packet-end", c.end)
-    say("bystander", by.ask, ending("Q6BYSTANDER"), 2)
+    say("bystander", by.ask, ending("Q6BYSTANDER"), 3)
     say("bystander-end", by.end)
 
 
@@ -382,31 +395,31 @@ def scene_drop(port):
     c = connect(port, "drop-header")
     c.send(envelope("Q7DROP"))
     c.drop()
-    say("drop-header-next", lambda: connect(port, "drop-header-next").ask(message("Q7NEXT1"), 2))
+    say("drop-header-next", lambda: connect(port, "drop-header-next").ask(message("Q7NEXT1"), 3))
     c = connect(port, "drop-mid-packet")
     b = pkt(b"B", BODY)
     c.send(envelope("Q7DROP") + b[:7])
     c.drop()
     say("drop-mid-packet-next", lambda: connect(port, "drop-mid-packet-next").ask(
-        message("Q7NEXT2"), 2))
+        message("Q7NEXT2"), 3))
     c = connect(port, "drop-reset")
     c.send(envelope("Q7DROP"))
     time.sleep(0.2)  # read by the milter: a reset while it waits for more
     c.drop(reset=True)
-    say("drop-reset-next", lambda: connect(port, "drop-reset-next").ask(message("Q7NEXT3"), 2))
+    say("drop-reset-next", lambda: connect(port, "drop-reset-next").ask(message("Q7NEXT3"), 3))
 
 
 def scene_percent(port):
     c = connect(port, "percent")
-    say("percent", c.ask, message("Q8PERCENT", fields=[("X-SMTPAPI", '"50%s %n 100%"')]), 2)
+    say("percent", c.ask, message("Q8PERCENT", fields=[("X-SMTPAPI", '"50%s %n 100%"')]), 3)
     say("percent-end", c.end)
 
 
 def expected(kind, t, i):
-    return {0: "s -%s\\0 c" % GONE,
-            1: "s c",
-            2: "s -%s\\0 d" % GONE,  # every recipient dropped: discarded
-            3: 'c y550 5.6.0 invalid X-SMTPAPI header: the value must be a JSON '
+    return {0: "c s -%s\\0 c" % GONE,
+            1: "a",  # needs nothing: accepted at the end of the header
+            2: "c s -%s\\0 d" % GONE,  # every recipient dropped: discarded
+            3: 'c c y550 5.6.0 invalid X-SMTPAPI header: the value must be a JSON '
                'object, not "t%d-%d"\\0' % (t, i)}[kind]
 
 
@@ -432,7 +445,8 @@ def scene_parallel(port, threads, messages, log):
                 qid = "Q9P%02dM%d" % (t, i)
                 rcpts = [(GONE, OK), (OK,), (GONE,), (OK, GONE)][kind]
                 fields = [("X-SMTPAPI", '"t%d-%d"' % (t, i))] if kind == 3 else []
-                got = c.ask(message(qid, rcpts=rcpts, fields=fields), 2)
+                got = c.ask(message(qid, rcpts=rcpts, fields=fields, settled=kind == 1),
+                            1 if kind == 1 else 3)
                 with lock:
                     if got == expected(kind, t, i):
                         right[0] += 1
@@ -499,11 +513,11 @@ def scene_drain(port, pid, log):
     say("drain-stopping", lambda: "logged")
     # a connection opened after the signal: its message refused (451 4.3.2)
     n = connect(port, "drain-new")
-    say("drain-new", n.ask, envelope("Q9NEW") + pkt(b"B", BODY))
+    say("drain-new", n.ask, envelope("Q9NEW"))
     n.send(pkt(b"A"))
     say("drain-new-end", n.end)
     # the message in flight at the signal is served to its end
-    say("drain", c.ask, ending("Q9DRAIN"), 2)
+    say("drain", c.ask, ending("Q9DRAIN"), 3)
     say("drain-end", c.end)
 
 

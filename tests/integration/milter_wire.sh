@@ -9,17 +9,20 @@
 #   negotiate     OPTNEG of version 6 offering every action and step:
 #                 version 6, exactly ADDHDRS|CHGHDRS|DELRCPT|SETSYMLIST,
 #                 its steps, the macro lists of stages 0 to 6 (MAIL
-#                 {auth_authen}, RCPT and the end i, the others
+#                 {auth_authen}, RCPT, the end of the header and the end i, the others
 #                 {sendguard_no_macro}: to Postfix an empty list means its
 #                 default list); an MTA of version 2 gets 2 (no lists) and,
 #                 waiting at every step, one reply at each; version 7 gets
 #                 6; an MTA that cannot remove recipients, and a short
 #                 OPTNEG, are closed
 #   one_write     a whole message (macros, MAIL, a suppressed and an
-#                 allowed RCPT, header, body chunk, end) in one write: the
-#                 body chunk answered SKIP, the end the removal and
-#                 continue, nothing at the steps negotiated without a reply;
-#                 two messages in one write answered in turn
+#                 allowed RCPT, header, its end, body chunk, end) in one
+#                 write: the end of the header continued, the body chunk
+#                 answered SKIP, the end the removal and continue, nothing
+#                 at the steps negotiated without a reply; two messages in
+#                 one write answered in turn, the second (to the allowed
+#                 address alone: it needs nothing) accepted at the end of
+#                 its header
 #   byte_by_byte  the negotiation and the same message one byte per write
 #                 (TCP_NODELAY): the same replies
 #   macros        the queue id as "{i}" at RCPT, as "i" at the end, among
@@ -117,9 +120,11 @@ alive() {
 
 # The replies (see milter_wire.py for their form)
 NONE='{sendguard_no_macro}'
-V6="version=6 actions=0x11b steps=0x7f7c3 lists=0:\"$NONE\" 1:\"$NONE\" 2:\"{auth_authen}\" 3:\"i\" 4:\"$NONE\" 5:\"i\" 6:\"$NONE\""
-DROP='s -<gone@example.org>\0 c' # SKIP; at the end: gone@ removed, continue
-KEEP='s c'
+V6="version=6 actions=0x11b steps=0x3f783 lists=0:\"$NONE\" 1:\"$NONE\" 2:\"{auth_authen}\" 3:\"i\" 4:\"$NONE\" 5:\"i\" 6:\"i\""
+# the end of the header continued (gone@ is to be removed), the body
+# skipped, at the end gone@ removed and the message continued
+DROP='c s -<gone@example.org>\0 c'
+KEEP='a' # needs nothing: accepted at the end of the header
 DROPPED='to=<gone@example.org>, status=dropped (bounce)'
 
 MPORT=$(free_port)
@@ -140,8 +145,8 @@ start_milter
 wire negotiate
 saw optneg-v6 "$V6"
 saw optneg-v6-end closed
-saw optneg-v2 'version=2 actions=0x1b steps=0x43 lists=none'
-saw optneg-v2-steps 'mail=c rcpt1=c rcpt2=c header1=c header2=c header3=c header4=c body=c eom=-<gone@example.org>\0 c'
+saw optneg-v2 'version=2 actions=0x1b steps=0x3 lists=none'
+saw optneg-v2-steps 'mail=c rcpt1=c rcpt2=c header1=c header2=c header3=c header4=c eoh=c body=c eom=-<gone@example.org>\0 c'
 saw optneg-v2-end closed
 saw optneg-v7 "$V6"
 saw optneg-v7-end closed
@@ -187,7 +192,7 @@ wire abort
 saw abort-optneg "$V6"
 saw abort-header "$DROP"
 check "the message after ABORT logged as NOQUEUE" [ "$(log_count "NOQUEUE: $DROPPED")" -eq $((noqueue + 1)) ]
-saw abort-body-chunk s
+saw abort-body-chunk 'c s'
 saw abort-body "$DROP"
 saw abort-end closed
 log_lacks Q5ABORTED
@@ -243,7 +248,7 @@ alive "dropped connections"
 # 8. '%' in a reply text
 wire percent
 saw percent-optneg "$V6"
-saw percent 'c y550 5.6.0 invalid X-SMTPAPI header: the value must be a JSON object, not "50%%s %%n 100%%"\0'
+saw percent 'c c y550 5.6.0 invalid X-SMTPAPI header: the value must be a JSON object, not "50%%s %%n 100%%"\0'
 saw percent-end closed
 log_has 'Q8PERCENT: reject: invalid X-SMTPAPI header: the value must be a JSON object, not "50%s %n 100%"'
 

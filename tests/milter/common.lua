@@ -147,13 +147,25 @@ function headers(conn, fields)
     check(true)
 end
 
--- eoh CONN - the end of the header, expected continued
-function eoh(conn)
+-- eoh CONN [WANT] - the end of the header, expected answered WANT (default
+-- SMFIR_CONTINUE: the message goes on to its body and its end)
+function eoh(conn, want)
     if mt.test_option(conn, SMFIP_NOEOH) then
         return
     end
     step("end of header", mt.eoh(conn))
-    reply_is(conn, SMFIR_CONTINUE, "reply to the end of the header")
+    reply_is(conn, want or SMFIR_CONTINUE, "reply to the end of the header")
+end
+
+-- settled CONN WHAT - a message nothing will change (no recipient dropped,
+-- no X-SMTPAPI, no key for its From domain, no group, no tracking, no return
+-- path) is accepted at the end of its header: the MTA sends neither its
+-- body nor its end, and aborts the transaction when it is over, as Postfix
+-- does
+function settled(conn, what)
+    step("end of header", mt.eoh(conn))
+    reply_is(conn, SMFIR_ACCEPT, what .. ": accepted at the end of the header")
+    step("abort", mt.abort(conn))
 end
 
 -- body CONN TEXT [CHUNK] - the body in chunks of CHUNK bytes (default all

@@ -1,6 +1,7 @@
 -- header_count - milter.max_headers: a message of exactly LIMIT header
 -- fields passes (and is signed); one of LIMIT + 1 is refused at the header
--- callback of its last field (552 5.3.4 "too many header fields (limit N)";
+-- callback of its last field and told at the end of the header (552 5.3.4
+-- "too many header fields (limit N)";
 -- miltertest sees the reply code only, the runner checks the text), and the
 -- count starts again with the next message on the connection.
 --   -D sock=SOCKET -D mtdir=DIR -D limit=N
@@ -41,11 +42,11 @@ local last = table.remove(all)
 headers(conn, all)
 step("header field " .. limit + 1, mt.header(conn, last[1], last[2]))
 -- no reply is awaited at a header field: the refusal comes at the next
--- step with one, the first body chunk
+-- step with one, the end of the header
 reply_is(conn, SMFIR_CONTINUE, "header field " .. limit + 1 .. " awaits no reply")
-eoh(conn)
-step("body", mt.bodystring(conn, "body\r\n"))
-reply_is(conn, SMFIR_REPLYCODE, "the message with " .. limit + 1 .. " fields refused with a reply code at its body")
+step("end of header", mt.eoh(conn))
+reply_is(conn, SMFIR_REPLYCODE, "the message with " .. limit + 1 ..
+                                " fields refused with a reply code at the end of its header")
 step("abort", mt.abort(conn)) -- what the MTA does after a refusal
 
 scene("3: " .. limit .. " header fields again, same connection")

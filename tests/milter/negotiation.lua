@@ -1,11 +1,13 @@
 -- negotiation - the milter asks the MTA only for what it uses: the actions
 -- it takes (remove recipients, add and change header fields, replace the
--- body: tracking rewrites it), every step it needs (MAIL, RCPT, the header, its end, the body,
--- each with a reply: a refusal by size comes at the header or the body),
--- and leave to skip the body.  A message that needs nothing gets
--- SMFIR_SKIP at its first body chunk when the MTA offered SMFIP_SKIP (never
--- when it did not, whatever other connections offered) and no change at
--- all at its end.  An MTA that cannot remove recipients is refused.
+-- body: tracking rewrites it), every step it needs (MAIL, RCPT, the header,
+-- its end, the body), a reply only at the end of the header, the body and
+-- the end, and leave to skip the body.  A message that needs nothing is
+-- accepted at the end of its header.  One that needs a change but not its
+-- body gets SMFIR_SKIP at its first body chunk when the MTA offered
+-- SMFIP_SKIP (never when it did not, whatever other connections offered)
+-- and at its end that change alone.  An MTA that cannot remove recipients
+-- is refused.
 --   -D sock=SOCKET -D mtdir=DIR
 SCRIPT = "negotiation"
 dofile(mtdir .. "/common.lua")
@@ -13,10 +15,11 @@ dofile(mtdir .. "/common.lua")
 local ALL_STEPS = 0x001FFFFF -- SMFI_CURR_PROT: everything libmilter knows
 local ALL_ACTIONS = 0x000001FF -- SMFI_CURR_ACTS
 
--- plain CONN WHAT - a message needing nothing (no X-SMTPAPI, From a domain
--- without a key, no default group); the reply to its first body chunk
+-- plain CONN WHAT - a message whose body nobody needs (no X-SMTPAPI, From a
+-- domain without a key, no default group), to gone@ (a bounce: removed at
+-- the end) and ok@; the reply to its first body chunk
 local function plain(conn, what)
-    envelope(conn, "<app@other.example>", { "<ok@example.org>" })
+    envelope(conn, "<app@other.example>", { "<gone@example.org>", "<ok@example.org>" })
     headers(conn, { { "From", "App <app@other.example>" }, { "Subject", what } })
     eoh(conn)
     step("body chunk", mt.bodystring(conn, "a body nobody needs\r\n"))
@@ -24,7 +27,7 @@ local function plain(conn, what)
 end
 
 -- finish_plain CONN WHAT - the rest of it: more body (as an MTA that was
--- not told to skip sends it), then an end that changes nothing
+-- not told to skip sends it), then an end that removes gone@ alone
 local function finish_plain(conn, what, skipped)
     if not skipped then
         local r = body(conn, lines(300), 8000)
@@ -33,6 +36,7 @@ local function finish_plain(conn, what, skipped)
     eom(conn)
     accepted(conn, what .. ": end of message")
     unchanged(conn, what, { "<ok@example.org>" })
+    removed(conn, what, { "<gone@example.org>" }, {})
 end
 
 -- 1: what it asks for when the MTA offers everything
@@ -53,19 +57,26 @@ for _, o in ipairs({ "SMFIP_NOMAIL", "SMFIP_NORCPT", "SMFIP_NOHDRS", "SMFIP_NOBO
                      "SMFIP_NR_BODY" }) do
     check(not mt.test_option(conn, _G[o]), "does not ask for " .. o)
 end
--- no reply awaited but at the body (to skip it) and the end: each is a round trip
+-- no reply awaited but at the end of the header (a message that needs
+-- nothing is accepted there), the body (to skip it) and the end: each
+-- reply is a round trip
 for _, o in ipairs({ "SMFIP_NR_CONN", "SMFIP_NR_HELO", "SMFIP_NR_MAIL", "SMFIP_NR_RCPT",
-                     "SMFIP_NR_DATA", "SMFIP_NR_UNKN", "SMFIP_NR_HDR", "SMFIP_NR_EOH" }) do
+                     "SMFIP_NR_DATA", "SMFIP_NR_UNKN", "SMFIP_NR_HDR" }) do
     check(mt.test_option(conn, _G[o]), "asks for no reply: " .. o)
 end
--- the end of the header is told by the first body chunk or the end of the message
-for _, o in ipairs({ "SMFIP_NOCONNECT", "SMFIP_NOHELO", "SMFIP_NOUNKNOWN", "SMFIP_NODATA",
-                     "SMFIP_NOEOH" }) do
+check(not mt.test_option(conn, SMFIP_NR_EOH), "answers at the end of the header (no SMFIP_NR_EOH)")
+for _, o in ipairs({ "SMFIP_NOCONNECT", "SMFIP_NOHELO", "SMFIP_NOUNKNOWN", "SMFIP_NODATA" }) do
     check(mt.test_option(conn, _G[o]), "asks not to be sent what it does not use: " .. o)
 end
+check(not mt.test_option(conn, SMFIP_NOEOH), "asks for the end of the header (no SMFIP_NOEOH)")
 
--- 2: a message needing nothing, on that connection: skipped, unchanged
-scene("2: a message needing nothing, SMFIP_SKIP offered")
+-- 2: on that connection, a message needing nothing: accepted at the end of
+-- its header; one needing a change but not its body: skipped, that change
+scene("2: a message needing nothing")
+envelope(conn, "<app@other.example>", { "<ok@example.org>" })
+headers(conn, { { "From", "App <app@other.example>" }, { "Subject", "needs nothing" } })
+settled(conn, "a message needing nothing")
+scene("2: a message needing a change but not its body, SMFIP_SKIP offered")
 local r = plain(conn, "plain, skip offered")
 check(r == SMFIR_SKIP, "first body chunk answered SMFIR_SKIP, got " .. rname(r))
 finish_plain(conn, "plain, skip offered", true)

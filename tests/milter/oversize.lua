@@ -130,12 +130,12 @@ scene("header field of max_header_size + 1 bytes")
 envelope(conn, "<news@shop.example>", { "<ok@example.org>" })
 headers(conn, { { "From", SHOP }, { "Subject", "a field too big" } })
 step("the big field", mt.header(conn, name, string.rep("v", hsize - #name - 1)))
--- refused at the next step with a reply: the first body chunk
+-- refused at the next step with a reply: the end of the header
 reply_is(conn, SMFIR_CONTINUE, "a header field awaits no reply")
-eoh(conn)
-step("body", mt.bodystring(conn, "body\r\n"))
+step("end of header", mt.eoh(conn))
 reply_is(conn, SMFIR_REPLYCODE, "a field of " .. hsize + 1 .. " bytes (value " .. hsize - #name - 1 ..
-                                " bytes: its name and ': ' count) refused with a reply code at the body")
+                                " bytes: its name and ': ' count) refused with a reply code at the " ..
+                                "end of the header")
 step("abort", mt.abort(conn))
 
 scene("a message after the refused field, same connection")
@@ -191,11 +191,13 @@ one_signature(conn, "the message after the refused body")
 mt.disconnect(conn)
 
 -- 5: a body nobody needs (From a domain without a key, no X-SMTPAPI) is not
--- limited: an MTA that cannot skip sends it all, and it passes unchanged;
--- one that can is told to skip it at once
+-- limited.  Its message needs a change (gone@ is removed at the end), so
+-- it is not accepted at the end of its header: an MTA that cannot skip
+-- sends the body all, and the message passes otherwise unchanged; one that
+-- can is told to skip it at once
 scene("unneeded body over max_body_size, SMFIP_SKIP not offered")
 conn = open(0x001FFFFF - SMFIP_SKIP, nil)
-envelope(conn, "<app@other.example>", { "<ok@example.org>" })
+envelope(conn, "<app@other.example>", { "<gone@example.org>", "<ok@example.org>" })
 headers(conn, { { "From", "App <app@other.example>" }, { "Subject", "big but plain" } })
 eoh(conn)
 r, sent = body(conn, big, 8192)
@@ -204,11 +206,12 @@ check(#held() == 0, "an unneeded body is not kept")
 eom(conn)
 accepted(conn, "an unneeded body of 150000 bytes")
 unchanged(conn, "an unneeded body of 150000 bytes", { "<ok@example.org>" })
+removed(conn, "an unneeded body of 150000 bytes", { "<gone@example.org>" }, {})
 mt.disconnect(conn)
 
 scene("unneeded body over max_body_size, SMFIP_SKIP offered")
 conn = open()
-envelope(conn, "<app@other.example>", { "<ok@example.org>" })
+envelope(conn, "<app@other.example>", { "<gone@example.org>", "<ok@example.org>" })
 headers(conn, { { "From", "App <app@other.example>" }, { "Subject", "big but plain" } })
 eoh(conn)
 r, sent = body(conn, big, 8192)
@@ -216,6 +219,12 @@ check(r == SMFIR_SKIP and sent == 8192, "skipped at the first chunk, got " .. rn
 eom(conn)
 accepted(conn, "an unneeded body, skipped")
 unchanged(conn, "an unneeded body, skipped", { "<ok@example.org>" })
+removed(conn, "an unneeded body, skipped", { "<gone@example.org>" }, {})
+
+scene("a big message needing nothing")
+envelope(conn, "<app@other.example>", { "<ok@example.org>" })
+headers(conn, { { "From", "App <app@other.example>" }, { "Subject", "big and plain" } })
+settled(conn, "a message needing nothing: its body never sent")
 
 -- 6: a spilled body aborted: the file is closed; the next message is fine
 scene("abort with the body in the temporary file")

@@ -11,7 +11,10 @@ dofile(mtdir .. "/common.lua")
 local conn = open()
 
 -- send LOGIN SENDER FROM SUBJECT - one message to t@ and ok@, with the SASL
--- login (or none); whether the milter removed t@
+-- login (or none); whether the milter removed t@.  A message of another
+-- tenant needs nothing (t@ is not suppressed there, the domains have no
+-- key) and is accepted at the end of its header; an acme one goes on to
+-- its end, where t@ is removed.
 local function send(login, sender, from, subject)
     queue_ids = (queue_ids or 0) + 1
     -- one macro packet per stage: the queue id and the login together
@@ -27,7 +30,14 @@ local function send(login, sender, from, subject)
         reply_is(conn, SMFIR_CONTINUE, "reply to RCPT " .. r)
     end
     headers(conn, { { "From", from }, { "Subject", subject } })
-    eoh(conn)
+    step("end of header", mt.eoh(conn))
+    local r = mt.getreply(conn)
+    if r == SMFIR_ACCEPT then
+        step("abort", mt.abort(conn)) -- as Postfix ends an accepted transaction
+        return false
+    end
+    check(r == SMFIR_CONTINUE, subject .. ": reply to the end of the header: expected " ..
+                               "SMFIR_ACCEPT or SMFIR_CONTINUE, got " .. rname(r))
     body(conn, "body of " .. subject .. "\r\n")
     eom(conn)
     accepted(conn, subject)
